@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: Apache-2.0
+// A growable array of trivially copyable records that never zero-fills: decoders write straight into
+// its uninitialised tail, and loaders reuse one buffer across reads instead of reallocating.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstring>
+#include <memory>
+#include <span>
+#include <type_traits>
+
+#include "evloader/core/types.hpp"
+
+namespace evloader {
+
+template <class T>
+class PodBuffer {
+  static_assert(std::is_trivially_copyable_v<T>);
+
+ public:
+  PodBuffer() = default;
+  explicit PodBuffer(std::size_t capacity) { reserve(capacity); }
+  PodBuffer(PodBuffer&&) noexcept = default;
+  PodBuffer& operator=(PodBuffer&&) noexcept = default;
+  PodBuffer(const PodBuffer& other) { assign(other.view()); }
+  PodBuffer& operator=(const PodBuffer& other) {
+    if (this != &other) assign(other.view());
+    return *this;
+  }
+
+  [[nodiscard]] T* data() noexcept { return data_.get(); }
+  [[nodiscard]] const T* data() const noexcept { return data_.get(); }
+  [[nodiscard]] std::size_t size() const noexcept { return size_; }
+  [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
+  [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
+  [[nodiscard]] T& operator[](std::size_t i) noexcept { return data_[i]; }
+  [[nodiscard]] const T& operator[](std::size_t i) const noexcept { return data_[i]; }
+  [[nodiscard]] T* begin() noexcept { return data(); }
+  [[nodiscard]] T* end() noexcept { return data() + size_; }
+  [[nodiscard]] const T* begin() const noexcept { return data(); }
+  [[nodiscard]] const T* end() const noexcept { return data() + size_; }
+  [[nodiscard]] std::span<T> view() noexcept { return {data(), size_}; }
+  [[nodiscard]] std::span<const T> view() const noexcept { return {data(), size_}; }
+
+  void clear() noexcept { size_ = 0; }
+
+  void reserve(std::size_t n) {
+    if (n <= capacity_) return;
+    std::size_t grown = std::max(n, capacity_ + capacity_ / 2);
+    std::unique_ptr<T[]> fresh(new T[grown]);  // default-init: no zero fill for trivial T
+    if (size_ != 0) std::memcpy(fresh.get(), data_.get(), size_ * sizeof(T));
+    data_ = std::move(fresh);
+    capacity_ = grown;
+  }
+
+  /// Room for n more records after the current end; write them, then call commit(k) with k <= n.
+  [[nodiscard]] T* prepare(std::size_t n) {
+    reserve(size_ + n);
+    return data_.get() + size_;
+  }
+  void commit(std::size_t n) noexcept { size_ += n; }
+
+  void push_back(const T& value) {
+    *prepare(1) = value;
+    ++size_;
+  }
+
+  void append(std::span<const T> values) {
+    if (values.empty()) return;
+    std::memcpy(prepare(values.size()), values.data(), values.size() * sizeof(T));
+    size_ += values.size();
+  }
+
+  void assign(std::span<const T> values) {
+    clear();
+    append(values);
+  }
+
+  /// Drop the first n records, keeping the rest in order.
+  void erase_front(std::size_t n) noexcept {
+    n = std::min(n, size_);
+    if (n == 0) return;
+    if (n < size_) std::memmove(data_.get(), data_.get() + n, (size_ - n) * sizeof(T));
+    size_ -= n;
+  }
+
+  void truncate(std::size_t n) noexcept { size_ = std::min(n, size_); }
+
+ private:
+  std::unique_ptr<T[]> data_;
+  std::size_t size_ = 0;
+  std::size_t capacity_ = 0;
+};
+
+using EventBuffer = PodBuffer<EventCD>;
+using TriggerBuffer = PodBuffer<EventExtTrigger>;
+
+}  // namespace evloader
