@@ -1,0 +1,18 @@
+# SPDX-License-Identifier: Apache-2.0
+"""evloader: fast, deterministic data loading for event cameras.
+
+Importing evloader has no side effects: no global torch or numpy settings are changed.
+"""
+from ._core import ConfigError, DecodeStats, Error, FormatError, IoError
+from ._dtypes import EventBbox, EventCD, EventExtTrigger
+from .io import (DatWriter, Decoder, EventReader, EventsIterator, RawWriter, open_reader, read_boxes,
+                 write_boxes)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError", "DecodeStats", "Error", "FormatError", "IoError",
+    "EventBbox", "EventCD", "EventExtTrigger",
+    "DatWriter", "Decoder", "EventReader", "EventsIterator", "RawWriter", "open_reader", "read_boxes",
+    "write_boxes",
+]
