@@ -1,0 +1,71 @@
+# SPDX-License-Identifier: Apache-2.0
+# The two commands of the README: `make demo` (main job) and `make test` (all tests). Both install what is
+# missing first (Debian packages with apt-get, Python packages with pip).
+PY ?= python3
+PIP ?= $(PY) -m pip
+JOBS ?= 2
+BUILD ?= build/cpp
+ASAN_BUILD ?= build/asan
+REAL_DATA ?= ../shared/data/real
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+APT_LIBS := libgtest-dev libgmock-dev libbenchmark-dev clang-format
+PY_DEPS := "scikit-build-core>=0.10" "nanobind>=2.0" "numpy>=1.22" pytest tqdm
+
+.PHONY: deps build install test test-cpp test-python test-asan demo bench format clean
+
+deps:
+	@missing=""; \
+	for p in $(APT_LIBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v g++ >/dev/null || missing="$$missing g++"; \
+	command -v cmake >/dev/null || missing="$$missing cmake"; \
+	command -v ninja >/dev/null || missing="$$missing ninja-build"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@$(PY) -c "import scikit_build_core, nanobind, numpy, pytest, tqdm" 2>/dev/null || \
+	  $(PIP) install -q $(PY_DEPS)
+
+build: deps
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release -DEVLOADER_BUILD_TESTS=ON -DEVLOADER_WERROR=ON
+	cmake --build $(BUILD) -j $(JOBS)
+
+install: deps
+	$(PIP) install -q --no-build-isolation .
+
+test-cpp: build
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+
+test-python: install
+	$(PY) -m pytest -q tests/python
+
+test: test-cpp test-python
+
+test-asan: deps
+	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DEVLOADER_BUILD_TESTS=ON \
+	  -DEVLOADER_SANITIZE="address;undefined"
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS)
+
+# Until the training demo exists: describe the real sample recordings, or synthetic ones without ../shared.
+demo: install
+	@if [ -d "$(REAL_DATA)" ]; then \
+	  $(PY) -m evloader info $(REAL_DATA)/*.raw $(REAL_DATA)/*.dat; \
+	else \
+	  $(PY) -m evloader synth build/demo-data && $(PY) -m evloader info build/demo-data/*; \
+	fi
+
+bench: deps
+	cmake -S . -B build/bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DEVLOADER_BUILD_TESTS=OFF \
+	  -DEVLOADER_BUILD_BENCHMARKS=ON
+	cmake --build build/bench -j $(JOBS)
+	$(PIP) install -q --no-build-isolation .
+	$(PY) bench/python/bench_decode.py
+
+format:
+	clang-format -i $$(git ls-files '*.cpp' '*.hpp')
+
+clean:
+	rm -rf build
