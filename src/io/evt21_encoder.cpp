@@ -1,8 +1,160 @@
 // SPDX-License-Identifier: Apache-2.0
-// PLACEHOLDER: replaced by the real encoder.
+// EVT 2.1 encoder (formats.md §1.3): TIME_HIGH every 16 µs, same-(t, y, p) runs packed into 32-pixel vectors.
+#include <algorithm>
+#include <bit>
+#include <cstring>
+#include <string>
+
 #include "evloader/core/error.hpp"
 #include "io/detail/codecs.hpp"
 
 namespace evloader::detail {
-std::unique_ptr<EventEncoder> make_evt21_encoder(Evt21Order) { throw Error("not implemented"); }
+namespace {
+
+constexpr std::uint64_t kTimeHighMask = (std::uint64_t{1} << 28) - 1;
+// Real sensors repeat TIME_HIGH every 16 µs; across a longer gap (about 1 ms here) only the final value
+// is written, which any decoder accepts, instead of thousands of redundant words.
+constexpr std::int64_t kMaxSteps = 64;
+constexpr std::size_t kMaxWordsPerEvent = kMaxSteps + 2;
+
+inline std::uint32_t to_le(std::uint32_t w) noexcept {
+  if constexpr (std::endian::native == std::endian::big)
+    w = (w >> 24) | ((w >> 8) & 0xFF00u) | ((w << 8) & 0xFF0000u) | (w << 24);
+  return w;
+}
+
+class WordWriter {
+ public:
+  WordWriter(std::vector<std::byte>& out, Evt21Order order)
+      : out_(out), pos_(out.size()), legacy_(order == Evt21Order::legacy) {}
+  ~WordWriter() { out_.resize(pos_); }
+  WordWriter(const WordWriter&) = delete;
+  WordWriter& operator=(const WordWriter&) = delete;
+
+  void ensure(std::size_t words) {
+    const std::size_t need = pos_ + words * 8;
+    if (need > out_.size()) out_.resize(std::max(need, out_.size() * 2 + 8192));
+  }
+  // `little`: one LE u64. `legacy`: the high 32-bit half first, each half LE.
+  void put(std::uint64_t w) {
+    const auto hi = static_cast<std::uint32_t>(w >> 32), lo = static_cast<std::uint32_t>(w);
+    const std::uint32_t halves[2] = {to_le(legacy_ ? hi : lo), to_le(legacy_ ? lo : hi)};
+    std::memcpy(out_.data() + pos_, halves, 8);
+    pos_ += 8;
+  }
+
+ private:
+  std::vector<std::byte>& out_;
+  std::size_t pos_;
+  bool legacy_;
+};
+
+constexpr std::uint64_t time_high_word(std::int64_t value) {
+  return (std::uint64_t{0x8} << 60) | ((static_cast<std::uint64_t>(value) & kTimeHighMask) << 32);
+}
+
+class Evt21Encoder final : public EventEncoder {
+ public:
+  explicit Evt21Encoder(Evt21Order order) : order_(order) {}
+
+  void encode(std::span<const EventCD> cd, std::span<const EventExtTrigger> triggers,
+              std::vector<std::byte>& out) override {
+    validate(cd, triggers);
+    WordWriter writer(out, order_);
+    std::size_t i = 0, j = 0;
+    while (i < cd.size() || j < triggers.size()) {
+      writer.ensure(kMaxWordsPerEvent);
+      // CD first at equal t.
+      if (j == triggers.size() || (i < cd.size() && cd[i].t <= triggers[j].t)) {
+        const EventCD& e = cd[i++];
+        advance_to(e.t, writer);
+        // Extend over the following events of the same (t, y, p) whose x keeps increasing inside the
+        // 32-pixel window: the decoder then returns them in their original order.
+        std::uint32_t mask = 1;
+        std::uint16_t prev_x = e.x;
+        while (i < cd.size() && cd[i].t == e.t && cd[i].y == e.y && cd[i].p == e.p && cd[i].x > prev_x &&
+               cd[i].x - e.x < 32) {
+          prev_x = cd[i].x;
+          mask |= 1u << (cd[i].x - e.x);
+          ++i;
+        }
+        writer.put((static_cast<std::uint64_t>(e.p) << 60) | (static_cast<std::uint64_t>(e.t & 63) << 54) |
+                   (std::uint64_t{e.x} << 43) | (std::uint64_t{e.y} << 32) | mask);
+      } else {
+        const EventExtTrigger& e = triggers[j++];
+        advance_to(e.t, writer);
+        writer.put((std::uint64_t{0xA} << 60) | (static_cast<std::uint64_t>(e.t & 63) << 54) |
+                   (static_cast<std::uint64_t>(e.id) << 40) | (static_cast<std::uint64_t>(e.p) << 32));
+      }
+    }
+  }
+
+  void finish(std::vector<std::byte>&) override {}  // vectors never span calls: nothing is buffered
+
+ private:
+  // Every check happens before any word is written, so a rejected call leaves `out` untouched.
+  void validate(std::span<const EventCD> cd, std::span<const EventExtTrigger> triggers) {
+    std::int64_t last = last_t_;
+    for (std::size_t k = 0; k < cd.size(); ++k) {
+      const EventCD& e = cd[k];
+      const std::string where = "EVT2.1 encoder: CD event " + std::to_string(k);
+      if (e.t < 0) throw ConfigError(where + " has a negative t");
+      if (e.t < (k == 0 ? last_t_ : cd[k - 1].t)) throw ConfigError(where + " is not sorted by t");
+      if (e.x >= 2048 || e.y >= 2048) throw ConfigError(where + " has a coordinate >= 2048");
+      if (e.p != 0 && e.p != 1) throw ConfigError(where + " has a polarity other than 0 or 1");
+      last = std::max(last, e.t);
+    }
+    for (std::size_t k = 0; k < triggers.size(); ++k) {
+      const EventExtTrigger& e = triggers[k];
+      const std::string where = "EVT2.1 encoder: trigger " + std::to_string(k);
+      if (e.t < 0) throw ConfigError(where + " has a negative t");
+      if (e.t < (k == 0 ? last_t_ : triggers[k - 1].t)) throw ConfigError(where + " is not sorted by t");
+      if (e.id < 0 || e.id > 31) throw ConfigError(where + " has an id outside 0..31");
+      if (e.p != 0 && e.p != 1) throw ConfigError(where + " has a value other than 0 or 1");
+      last = std::max(last, e.t);
+    }
+    last_t_ = last;
+  }
+
+  // Emit the TIME_HIGH words that bring the stream's time base to t's 16 µs step. Values are written
+  // modulo 2^28 (t modulo 2^34); each wrap shows as a drop from the maximum to 0, which the decoder
+  // counts as a loop.
+  void advance_to(std::int64_t t, WordWriter& writer) {
+    const std::int64_t target = t >> 4;
+    if (step_ < 0) {
+      // The decoder starts at loop 0: a stream beginning past 2^34 first announces time 0, then wraps.
+      step_ = t >> 34 == 0 ? target : 0;
+      writer.put(time_high_word(step_ >> 2));
+    }
+    if (target == step_) return;
+    if (target - step_ <= kMaxSteps) {
+      for (std::int64_t s = step_ + 1; s <= target; ++s) writer.put(time_high_word(s >> 2));
+      step_ = target;
+      return;
+    }
+    // Large gap: one word per wrap crossed (max then 0), then the target value.
+    std::int64_t loop = step_ >> 30;
+    while (loop < (target >> 30)) {
+      writer.ensure(4);  // this wrap's two words, then the target and the event word
+      if (((static_cast<std::uint64_t>(step_) >> 2) & kTimeHighMask) != kTimeHighMask)
+        writer.put(time_high_word(static_cast<std::int64_t>(kTimeHighMask)));
+      writer.put(time_high_word(0));
+      ++loop;
+      step_ = loop << 30;
+    }
+    if (target != step_) writer.put(time_high_word(target >> 2));
+    step_ = target;
+  }
+
+  Evt21Order order_;
+  std::int64_t last_t_ = 0;  // events of later calls may not go before this
+  std::int64_t step_ = -1;   // t >> 4 of the last TIME_HIGH written, -1 before the first
+};
+
+}  // namespace
+
+std::unique_ptr<EventEncoder> make_evt21_encoder(Evt21Order order) {
+  return std::make_unique<Evt21Encoder>(order);
+}
+
 }  // namespace evloader::detail
