@@ -12,6 +12,7 @@
 #include <nanobind/stl/vector.h>
 
 #include "bindings.hpp"
+#include "evloader/core/error.hpp"
 #include "evloader/io/dat.hpp"
 #include "evloader/io/decoder.hpp"
 #include "evloader/io/encoder.hpp"

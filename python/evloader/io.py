@@ -179,8 +179,10 @@ class EventReader:
         self._reader.build_index(progress)
 
     @property
-    def index_path(self) -> str:
-        return str(self._reader.index_path)
+    def index_path(self) -> Optional[str]:
+        """Where the time index was loaded from or saved to; None while it lives only in memory."""
+        path = self._reader.index_path
+        return str(path) if path.parts else None
 
     def __repr__(self) -> str:
         w, h = self.geometry

@@ -57,7 +57,11 @@ class RawReader final : public EventReader {
       finish_decoder();
       return false;
     }
-    decoder_->decode({block_.data(), n}, cd, &triggers, static_cast<std::int64_t>(position_));
+    try {
+      decoder_->decode({block_.data(), n}, cd, &triggers, static_cast<std::int64_t>(position_));
+    } catch (const FormatError& e) {  // the decoder knows the offset, the reader knows the file
+      throw FormatError(path_.string() + ": " + e.what());
+    }
     position_ += n;
     return true;
   }

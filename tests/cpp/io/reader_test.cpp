@@ -148,12 +148,13 @@ TEST_P(ReaderContract, SidecarIndexIsWrittenAndReused) {
   EXPECT_EQ(reader->load_n_events(1)[0], rec.events[20'000]);
 }
 
-INSTANTIATE_TEST_SUITE_P(AllFormats, ReaderContract,
-                         ::testing::Values(Kind::evt2, Kind::evt21, Kind::evt3, Kind::dat),
-                         [](const auto& info) {
-                           const char* names[] = {"Evt2", "Evt21", "Evt3", "Dat"};
-                           return std::string(names[static_cast<int>(info.param)]);
-                         });
+std::string kind_name(const ::testing::TestParamInfo<Kind>& param) {
+  static const char* const names[] = {"Evt2", "Evt21", "Evt3", "Dat"};
+  return names[static_cast<int>(param.param)];
+}
+
+INSTANTIATE_TEST_SUITE_P(AllFormats, ReaderContract, ::testing::Values(Kind::evt2, Kind::evt21, Kind::evt3, Kind::dat),
+                         kind_name);
 
 TEST(EventReader, MetavisionTimeOriginShiftsRawButNotDat) {
   auto rec = write_recording(Kind::evt3, 1000, 16);

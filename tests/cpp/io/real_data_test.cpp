@@ -15,6 +15,13 @@ struct Reference {
   Geometry geometry;
 };
 
+std::string reference_name(const ::testing::TestParamInfo<Reference>& param) {
+  std::string name = param.param.file;
+  for (char& c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  return name;
+}
+
 class RealRecording : public ::testing::TestWithParam<Reference> {};
 
 TEST_P(RealRecording, MatchesReferenceNumbers) {
@@ -56,12 +63,7 @@ INSTANTIATE_TEST_SUITE_P(
         Reference{"ncars_sample_td.dat", 2009, 0, 99952, 93457, 40463, 1350, 98196680, {0, 0}},
         Reference{"evt2_gen3_faery_cd.dat", 521252, 913716224, 913812095, 128979953, 216346680, 185861,
                   476298094656969, {640, 480}}),
-    [](const auto& info) {
-      std::string name = info.param.file;
-      for (char& c : name)
-        if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-      return name;
-    });
+    reference_name);
 
 }  // namespace
 }  // namespace evloader
