@@ -12,6 +12,10 @@
 #include <system_error>
 #include <vector>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "evloader/core/error.hpp"
 
 namespace evloader {
@@ -56,8 +60,9 @@ inline std::int64_t unwrap(std::int64_t raw, std::int64_t& high, std::int64_t& l
   return high + raw;
 }
 
+// The careful per-record loop: unwraps, drops out-of-bounds events (compacting the output), counts.
 template <bool kCheckBounds>
-std::size_t decode_cd_records(const std::byte* in, std::size_t count, std::uint32_t width,
+std::size_t decode_cd_careful(const std::byte* in, std::size_t count, std::uint32_t width,
                               std::uint32_t height, DatDecodeState& state, EventCD* out, DecodeStats& stats) {
   std::int64_t high = state.high;
   std::int64_t last_raw = state.last_raw_t;
@@ -78,8 +83,7 @@ std::size_t decode_cd_records(const std::byte* in, std::size_t count, std::uint3
       keep = (x < width) & (y < height);
       dropped += !keep;
     }
-    const bool back = keep & (t < last_t);
-    backwards += back;
+    backwards += keep & (t < last_t);
     last_t = keep ? t : last_t;
     n += keep;
   }
@@ -89,6 +93,99 @@ std::size_t decode_cd_records(const std::byte* in, std::size_t count, std::uint3
   stats.time_loops += loops;
   stats.time_backwards += backwards;
   stats.out_of_bounds += dropped;
+  return n;
+}
+
+// The common case, fast: a block of time-sorted records with no counter wrap and no out-of-bounds event.
+// Every record becomes out[i] (no compaction, so the stores are independent) and the rare conditions are only
+// OR-reduced. Returns false, having written garbage to out[0..count), when the block needs decode_cd_careful.
+template <bool kCheckBounds>
+bool decode_cd_fast(const std::byte* in, std::size_t count, std::uint32_t width, std::uint32_t height,
+                    DatDecodeState& state, EventCD* out) {
+  const std::int64_t high = state.high;
+  std::uint32_t prev = state.last_raw_t < 0 ? 0u : static_cast<std::uint32_t>(state.last_raw_t);
+  std::uint32_t unusual = 0;
+  auto* dst = reinterpret_cast<unsigned char*>(out);
+  std::size_t i = 0;
+#if defined(__SSE2__)
+  // Four records per step. The high half of t is the same for the whole block (high is a multiple of 2^32),
+  // so each event is assembled from 32-bit lanes [x | y << 16, p, raw t, high >> 32] by shuffles.
+  if ((high & 0xFFFFFFFF) == 0) {
+    const __m128i hi = _mm_set1_epi32(static_cast<int>(static_cast<std::uint64_t>(high) >> 32));
+    const __m128i mask14 = _mm_set1_epi32(static_cast<int>(kCoordMask));
+    const __m128i one = _mm_set1_epi32(1);
+    const __m128i bias = _mm_set1_epi32(INT32_MIN);  // unsigned compare through signed compare
+    const __m128i x_max = _mm_set1_epi32(static_cast<int>(width) - 1);
+    const __m128i y_max = _mm_set1_epi32(static_cast<int>(height) - 1);
+    __m128i prev_t = _mm_set1_epi32(static_cast<int>(prev ^ 0x80000000u));
+    __m128i bad = _mm_setzero_si128();
+    for (; i + 4 <= count; i += 4) {
+      const __m128 a =
+          _mm_castsi128_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i * kRecordSize)));
+      const __m128 b =
+          _mm_castsi128_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i * kRecordSize + 16)));
+      const __m128i t = _mm_castps_si128(_mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
+      const __m128i w = _mm_castps_si128(_mm_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+      const __m128i x = _mm_and_si128(w, mask14);
+      const __m128i y = _mm_and_si128(_mm_srli_epi32(w, 14), mask14);
+      const __m128i xy = _mm_or_si128(x, _mm_slli_epi32(y, 16));
+      const __m128i p = _mm_and_si128(_mm_srli_epi32(w, 28), one);
+      const __m128i tb = _mm_xor_si128(t, bias);
+      const __m128i before = _mm_or_si128(_mm_slli_si128(tb, 4), _mm_srli_si128(prev_t, 12));
+      bad = _mm_or_si128(bad, _mm_cmplt_epi32(tb, before));
+      prev_t = tb;
+      if constexpr (kCheckBounds)
+        bad = _mm_or_si128(bad, _mm_or_si128(_mm_cmpgt_epi32(x, x_max), _mm_cmpgt_epi32(y, y_max)));
+      const __m128i xyp_lo = _mm_unpacklo_epi32(xy, p);
+      const __m128i xyp_hi = _mm_unpackhi_epi32(xy, p);
+      const __m128i th_lo = _mm_unpacklo_epi32(t, hi);
+      const __m128i th_hi = _mm_unpackhi_epi32(t, hi);
+      auto* o = reinterpret_cast<__m128i*>(dst + i * sizeof(EventCD));
+      _mm_storeu_si128(o, _mm_unpacklo_epi64(xyp_lo, th_lo));
+      _mm_storeu_si128(o + 1, _mm_unpackhi_epi64(xyp_lo, th_lo));
+      _mm_storeu_si128(o + 2, _mm_unpacklo_epi64(xyp_hi, th_hi));
+      _mm_storeu_si128(o + 3, _mm_unpackhi_epi64(xyp_hi, th_hi));
+    }
+    unusual = static_cast<std::uint32_t>(_mm_movemask_epi8(bad));
+    prev = static_cast<std::uint32_t>(_mm_cvtsi128_si32(_mm_srli_si128(prev_t, 12))) ^ 0x80000000u;
+  }
+#endif
+  // Scalar tail (and the whole block where SSE2 is not available).
+  for (; i < count; ++i) {
+    const std::uint64_t rec = load_u64(in + i * kRecordSize);
+    const auto raw = static_cast<std::uint32_t>(rec);
+    const auto w = static_cast<std::uint32_t>(rec >> 32);
+    const std::uint32_t x = w & kCoordMask;
+    const std::uint32_t y = (w >> 14) & kCoordMask;
+    // x, y, p and the two padding bytes of EventCD as one 64-bit store, then t.
+    const std::uint64_t xyp =
+        std::uint64_t{x} | (std::uint64_t{y} << 16) | (std::uint64_t{(w >> 28) & 1u} << 32);
+    const std::int64_t t = high + raw;
+    std::memcpy(dst + i * sizeof(EventCD), &xyp, 8);
+    std::memcpy(dst + i * sizeof(EventCD) + 8, &t, 8);
+    if constexpr (kCheckBounds) unusual |= static_cast<std::uint32_t>((x >= width) | (y >= height));
+    unusual |= static_cast<std::uint32_t>(raw < prev);  // any drop: a wrap or disorder, both rare
+    prev = raw;
+  }
+  if (unusual != 0 || out[0].t < state.last_event_t) return false;
+  state.last_raw_t = prev;
+  state.last_event_t = high + prev;
+  return true;
+}
+
+template <bool kCheckBounds>
+std::size_t decode_cd_records(const std::byte* in, std::size_t count, std::uint32_t width,
+                              std::uint32_t height, DatDecodeState& state, EventCD* out, DecodeStats& stats) {
+  constexpr std::size_t kBlock = 1024;  // small enough that a fallback redoes little work
+  std::size_t n = 0;
+  for (std::size_t start = 0; start < count; start += kBlock) {
+    const std::size_t len = std::min(kBlock, count - start);
+    const std::byte* block = in + start * kRecordSize;
+    if (decode_cd_fast<kCheckBounds>(block, len, width, height, state, out + n))
+      n += len;
+    else
+      n += decode_cd_careful<kCheckBounds>(block, len, width, height, state, out + n, stats);
+  }
   return n;
 }
 

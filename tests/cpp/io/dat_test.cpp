@@ -4,8 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <random>
 #include <regex>
 #include <string>
 #include <vector>
@@ -333,6 +335,82 @@ TEST(DatDecode, PartialRecordCountedAsTruncated) {
   decode_dat_cd(as_span(bytes), Geometry{}, state, out, stats);
   EXPECT_EQ(out.size(), 1u);
   EXPECT_EQ(stats.truncated_bytes, 3u);
+}
+
+// A plain reading of formats.md §2.2, independent of the optimised decoder.
+Decoded reference_decode(const std::string& bytes, const Geometry& g) {
+  Decoded d;
+  std::int64_t high = 0, last_raw = -1, last_t = INT64_MIN;
+  for (std::size_t pos = 0; pos + 8 <= bytes.size(); pos += 8) {
+    std::uint32_t t = 0, w = 0;
+    for (int i = 3; i >= 0; --i)
+      t = (t << 8) | static_cast<unsigned char>(bytes[pos + static_cast<std::size_t>(i)]);
+    for (int i = 3; i >= 0; --i)
+      w = (w << 8) | static_cast<unsigned char>(bytes[pos + 4 + static_cast<std::size_t>(i)]);
+    if (last_raw >= 0 && last_raw - std::int64_t{t} > (std::int64_t{1} << 31)) {
+      high += std::int64_t{1} << 32;
+      ++d.stats.time_loops;
+    }
+    last_raw = t;
+    const EventCD e{static_cast<std::uint16_t>(w & 0x3FFF), static_cast<std::uint16_t>((w >> 14) & 0x3FFF),
+                    static_cast<std::int16_t>((w >> 28) & 1), high + t};
+    if (g.known() && (e.x >= g.width || e.y >= g.height)) {
+      ++d.stats.out_of_bounds;
+      continue;
+    }
+    if (e.t < last_t) ++d.stats.time_backwards;
+    last_t = e.t;
+    d.events.push_back(e);
+  }
+  return d;
+}
+
+TEST(DatDecode, MatchesReferenceDecoderOnIrregularStreams) {
+  std::mt19937 rng(1234);
+  for (int round = 0; round < 40; ++round) {
+    const Geometry g = round % 3 == 0
+                           ? Geometry{}
+                           : Geometry{1 + static_cast<int>(rng() % 2000), 1 + static_cast<int>(rng() % 2000)};
+    const std::size_t n = rng() % 5000;
+    std::string bytes;
+    std::uint32_t t = rng();
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::uint32_t r = rng() % 1000;
+      if (r == 0)
+        t -= rng() % 100;  // small disorder
+      else if (r == 1)
+        t += 0x90000000u;  // jumps that look like wraps (or not)
+      else
+        t += rng() % 3;
+      const std::uint32_t x = rng() % 2100, y = rng() % 2100;
+      bytes += record(t, x | (y << 14) | ((rng() & 0xF) << 28));
+    }
+    bytes.append(rng() % 8, 'z');
+    const Decoded expected = reference_decode(bytes, g);
+    EventBuffer out;
+    out.push_back(EventCD{9, 9, 9, 9});  // decoding appends
+    DatDecodeState state;
+    DecodeStats stats;
+    for (std::size_t pos = 0; pos < bytes.size();) {
+      const std::size_t len = std::min<std::size_t>(bytes.size() - pos, 8 * (rng() % 3000));
+      if (len == 0 && bytes.size() - pos < 8) {
+        decode_dat_cd(as_span(bytes).subspan(pos), g, state, out, stats);
+        break;
+      }
+      decode_dat_cd(as_span(bytes).subspan(pos, len), g, state, out, stats);
+      pos += len;
+    }
+    ASSERT_EQ(out.size(), expected.events.size() + 1) << "round " << round;
+    EXPECT_EQ(out[0], (EventCD{9, 9, 9, 9}));
+    EXPECT_TRUE(std::equal(expected.events.begin(), expected.events.end(), out.begin() + 1))
+        << "round " << round;
+    EXPECT_EQ(stats.out_of_bounds, expected.stats.out_of_bounds) << "round " << round;
+    EXPECT_EQ(stats.time_backwards, expected.stats.time_backwards) << "round " << round;
+    EXPECT_EQ(stats.time_loops, expected.stats.time_loops) << "round " << round;
+    EXPECT_EQ(stats.cd_events, expected.events.size());
+    EXPECT_EQ(stats.bytes, bytes.size());
+    EXPECT_EQ(stats.truncated_bytes, bytes.size() % 8);
+  }
 }
 
 // ---- writer -----------------------------------------------------------------------------------------------
