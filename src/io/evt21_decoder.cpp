@@ -2,6 +2,7 @@
 // EVT 2.1 decoder (formats.md §1.3): 64-bit words, each CD word a 32-pixel valid mask on one row.
 #include <algorithm>
 #include <bit>
+#include <cstddef>
 #include <cstring>
 #include <string>
 
@@ -45,6 +46,15 @@ template <bool kLegacy>
 inline std::uint64_t load_word(const std::byte* p) noexcept {
   const std::uint64_t a = load_u32(p), b = load_u32(p + 4);
   return kLegacy ? (a << 32) | b : (b << 32) | a;
+}
+
+// Writes x, y, p (packed as the first 8 bytes of EventCD: x | y << 16 | p << 32) and t with two plain
+// 8-byte stores instead of four field stores.
+inline void store_event(EventCD* out, std::uint64_t xyp, std::int64_t t) noexcept {
+  static_assert(offsetof(EventCD, x) == 0 && offsetof(EventCD, y) == 2 && offsetof(EventCD, p) == 4);
+  static_assert(std::endian::native == std::endian::little, "packed store assumes a little-endian host");
+  std::memcpy(reinterpret_cast<unsigned char*>(out), &xyp, 8);
+  std::memcpy(reinterpret_cast<unsigned char*>(out) + 8, &t, 8);
 }
 
 class Evt21Decoder final : public EventDecoder {
@@ -249,38 +259,45 @@ class Evt21Decoder final : public EventDecoder {
           const auto y = static_cast<std::uint32_t>((w >> 32) & 0x7FFu);
           const auto mask = static_cast<std::uint32_t>(w);
           t = base | static_cast<std::int64_t>((w >> 54) & 63u);
-          // Keep the bits i with x + i < width (and none when the row is outside the sensor).
+          // Keep the bits i with x + i < width (and none when the row is outside the sensor). The
+          // vector usually lies inside: popcount (a libcall without -mpopcnt) only runs when it does not.
           std::uint32_t valid = mask;
-          if (y >= hl || x >= wl)
-            valid = 0;
-          else if (wl - x < 32)
-            valid &= (1u << (wl - x)) - 1u;
-          const int kept = std::popcount(valid);
-          const int dropped = std::popcount(mask) - kept;
-          const bool back = kept != 0 && t < last;
-          if constexpr (kRaise) {
-            if (dropped != 0 || back) {
-              oob += static_cast<std::uint64_t>(dropped);
-              backwards += back ? static_cast<std::uint64_t>(kept) : 0;
-              flush();
-              const std::int64_t at = offset + static_cast<std::int64_t>(i * kWordSize);
-              if (dropped != 0)
-                fail(at, "CD vector at x=" + std::to_string(x) + " y=" + std::to_string(y) +
-                             " mask=" + std::to_string(mask) + " reaches outside the sensor (" +
-                             std::to_string(wl) + "x" + std::to_string(hl) + ")");
-              fail(at, "time went backwards to " + std::to_string(t) + " after " + std::to_string(last));
+          if (y >= hl || x + 32 > wl) [[unlikely]] {
+            if (y >= hl || x >= wl)
+              valid = 0;
+            else
+              valid &= (1u << (wl - x)) - 1u;
+            const auto dropped = static_cast<std::uint64_t>(std::popcount(mask & ~valid));
+            oob += dropped;
+            if constexpr (kRaise) {
+              if (dropped != 0) {
+                flush();
+                fail(offset + static_cast<std::int64_t>(i * kWordSize),
+                     "CD vector at x=" + std::to_string(x) + " y=" + std::to_string(y) +
+                         " mask=" + std::to_string(mask) + " reaches outside the sensor (" +
+                         std::to_string(wl) + "x" + std::to_string(hl) + ")");
+              }
             }
           }
-          oob += static_cast<std::uint64_t>(dropped);
-          backwards += back ? static_cast<std::uint64_t>(kept) : 0;
-          last = kept != 0 ? t : last;
-          const auto row = static_cast<std::uint16_t>(y);
-          const auto pol = static_cast<std::int16_t>(type);
+          const bool back = t < last;
+          if constexpr (kRaise) {
+            if (back && valid != 0) {
+              backwards += static_cast<std::uint64_t>(std::popcount(valid));
+              flush();
+              fail(offset + static_cast<std::int64_t>(i * kWordSize),
+                   "time went backwards to " + std::to_string(t) + " after " + std::to_string(last));
+            }
+          }
+          const std::size_t first = n;
+          const std::uint64_t row_pol = (std::uint64_t{y} << 16) | (std::uint64_t{type} << 32);
           while (valid != 0) {
-            const int bit = std::countr_zero(valid);
-            out[n++] = {static_cast<std::uint16_t>(x + static_cast<std::uint32_t>(bit)), row, pol, t};
+            const auto bit = static_cast<std::uint32_t>(std::countr_zero(valid));
+            store_event(out + n++, row_pol | (x + bit), t);
             valid &= valid - 1;
           }
+          const std::size_t kept = n - first;
+          backwards += back ? kept : 0;
+          last = kept != 0 ? t : last;
         } else if (type == kTimeHigh) {
           time_ = t;
           const bool ok = apply_time_high(w);

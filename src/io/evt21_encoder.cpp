@@ -92,25 +92,27 @@ class Evt21Encoder final : public EventEncoder {
   void finish(std::vector<std::byte>&) override {}  // vectors never span calls: nothing is buffered
 
  private:
+  [[noreturn]] static void reject(const char* what, std::size_t index, const char* why) {
+    throw ConfigError(std::string("EVT2.1 encoder: ") + what + " " + std::to_string(index) + " " + why);
+  }
+
   // Every check happens before any word is written, so a rejected call leaves `out` untouched.
   void validate(std::span<const EventCD> cd, std::span<const EventExtTrigger> triggers) {
     std::int64_t last = last_t_;
     for (std::size_t k = 0; k < cd.size(); ++k) {
       const EventCD& e = cd[k];
-      const std::string where = "EVT2.1 encoder: CD event " + std::to_string(k);
-      if (e.t < 0) throw ConfigError(where + " has a negative t");
-      if (e.t < (k == 0 ? last_t_ : cd[k - 1].t)) throw ConfigError(where + " is not sorted by t");
-      if (e.x >= 2048 || e.y >= 2048) throw ConfigError(where + " has a coordinate >= 2048");
-      if (e.p != 0 && e.p != 1) throw ConfigError(where + " has a polarity other than 0 or 1");
+      if (e.t < 0) reject("CD event", k, "has a negative t");
+      if (e.t < (k == 0 ? last_t_ : cd[k - 1].t)) reject("CD event", k, "is not sorted by t");
+      if (e.x >= 2048 || e.y >= 2048) reject("CD event", k, "has a coordinate >= 2048");
+      if (e.p != 0 && e.p != 1) reject("CD event", k, "has a polarity other than 0 or 1");
       last = std::max(last, e.t);
     }
     for (std::size_t k = 0; k < triggers.size(); ++k) {
       const EventExtTrigger& e = triggers[k];
-      const std::string where = "EVT2.1 encoder: trigger " + std::to_string(k);
-      if (e.t < 0) throw ConfigError(where + " has a negative t");
-      if (e.t < (k == 0 ? last_t_ : triggers[k - 1].t)) throw ConfigError(where + " is not sorted by t");
-      if (e.id < 0 || e.id > 31) throw ConfigError(where + " has an id outside 0..31");
-      if (e.p != 0 && e.p != 1) throw ConfigError(where + " has a value other than 0 or 1");
+      if (e.t < 0) reject("trigger", k, "has a negative t");
+      if (e.t < (k == 0 ? last_t_ : triggers[k - 1].t)) reject("trigger", k, "is not sorted by t");
+      if (e.id < 0 || e.id > 31) reject("trigger", k, "has an id outside 0..31");
+      if (e.p != 0 && e.p != 1) reject("trigger", k, "has a value other than 0 or 1");
       last = std::max(last, e.t);
     }
     last_t_ = last;
