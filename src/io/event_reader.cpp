@@ -37,6 +37,15 @@ DecodeStats difference(const DecodeStats& after, const DecodeStats& before) {
   return d;
 }
 
+bool folder_accepts_files(const std::filesystem::path& file) {
+  std::error_code ec;
+  auto folder = file.parent_path().empty() ? std::filesystem::path(".") : file.parent_path();
+  const auto mode = std::filesystem::status(folder, ec).permissions();
+  if (ec) return false;
+  using P = std::filesystem::perms;
+  return (mode & (P::owner_write | P::group_write | P::others_write)) != P::none;
+}
+
 Timestamp add_saturating(Timestamp a, Timestamp b) {
   if (b > 0 && a > std::numeric_limits<Timestamp>::max() - b) return std::numeric_limits<Timestamp>::max();
   return a + b;
@@ -236,6 +245,9 @@ void EventReader::build_index(const ProgressCallback& progress) {
   const IndexKey key = index_key();
   std::vector<std::filesystem::path> candidates;
   if (options_.index_storage == IndexStorage::sidecar) candidates.push_back(sidecar_index_path(path_));
+  // A folder without write permission is read-only by intent, even for root (who could write anyway):
+  // never drop files into such a dataset folder.
+  const bool folder_writable = folder_accepts_files(path_);
   if (options_.index_storage != IndexStorage::memory) candidates.push_back(cache_index_path(path_));
   for (const auto& candidate : candidates) {
     if (auto loaded = load_index(candidate, key)) {
@@ -284,6 +296,7 @@ void EventReader::build_index(const ProgressCallback& progress) {
   index_ = std::move(index);
 
   for (const auto& candidate : candidates) {
+    if (candidate == sidecar_index_path(path_) && !folder_writable) continue;
     if (save_index(candidate, key, *index_)) {
       index_path_ = candidate;
       break;

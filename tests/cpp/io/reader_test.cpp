@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <random>
 
 #include "evloader/core/error.hpp"
 #include "evloader/io/dat.hpp"
@@ -190,6 +191,24 @@ TEST(EventReader, FileChangingAfterIndexingIsNoticed) {
   EventReader::open(rec.path)->build_index();
   auto other = write_recording(Kind::evt3, 7000, 19);  // same name, new content
   EXPECT_EQ(EventReader::open(other.path)->event_count(), 7000u);
+}
+
+TEST(TimeIndex, ReadOnlyFolderSendsTheIndexToTheCache) {
+  auto rec = write_recording(Kind::evt3, 3000, 21);
+  const fs::path folder = test::temp_dir() / "read_only";
+  fs::create_directories(folder);
+  const fs::path path = folder / "rec.raw";
+  fs::copy_file(rec.path, path, fs::copy_options::overwrite_existing);
+  const fs::path cache = test::temp_dir() / "cache";
+  ::setenv("EVLOADER_CACHE_DIR", cache.c_str(), 1);
+  fs::permissions(folder, fs::perms::owner_read | fs::perms::owner_exec);
+  auto reader = EventReader::open(path);
+  reader->build_index();
+  fs::permissions(folder, fs::perms::owner_all);
+  ::unsetenv("EVLOADER_CACHE_DIR");
+  EXPECT_FALSE(fs::exists(sidecar_index_path(path)));
+  EXPECT_EQ(reader->index_path().parent_path().parent_path(), cache);
+  EXPECT_TRUE(fs::exists(reader->index_path()));
 }
 
 TEST(TimeIndex, DamagedSidecarIsIgnored) {
