@@ -171,6 +171,16 @@ TEST(DatInfoTest, HeaderOnlyFileHasNoEvents) {
   EXPECT_EQ(info.geometry, (Geometry{304, 240}));
 }
 
+TEST(DatInfoTest, FileCutAfterTypeByte) {
+  const fs::path path = temp_file("x.dat");
+  write_file(path, "% end\n\x0c");
+  const DatInfo info = read_dat_info(path);
+  EXPECT_EQ(info.type, DatEventType::cd);
+  EXPECT_EQ(info.record_count, 0u);
+  write_file(path, "% end\n\x63");
+  EXPECT_THROW((void)read_dat_info(path), FormatError);  // the type byte alone is still checked
+}
+
 TEST(DatInfoTest, ParsesHeightAndWidthOfLegacyPythonHeader) {
   const fs::path path = temp_file("x.dat");
   const std::string header =
