@@ -52,7 +52,11 @@ void bind_enums(nb::module_& m) {
       .value("sidecar", IndexStorage::sidecar)
       .value("cache", IndexStorage::cache)
       .value("memory", IndexStorage::memory);
-  nb::enum_<FileFormat>(m, "FileFormat").value("raw", FileFormat::raw).value("dat", FileFormat::dat);
+  nb::enum_<FileFormat>(m, "FileFormat")
+      .value("raw", FileFormat::raw)
+      .value("dat", FileFormat::dat)
+      .value("hdf5", FileFormat::hdf5)
+      .value("aedat4", FileFormat::aedat4);
   nb::enum_<DatEventType>(m, "DatEventType")
       .value("event2d", DatEventType::event2d)
       .value("cd", DatEventType::cd)

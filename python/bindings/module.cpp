@@ -6,4 +6,7 @@ NB_MODULE(_core, m) {
   m.doc() = "evloader C++ core (use the evloader package, not this module directly)";
   evloader::python::bind_core(m);
   evloader::python::bind_io(m);
+  evloader::python::bind_preprocess(m);
+  evloader::python::bind_hdf5(m);
+  evloader::python::bind_tensor_file(m);
 }

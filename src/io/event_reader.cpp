@@ -58,12 +58,14 @@ std::unique_ptr<EventReader> EventReader::open(const std::filesystem::path& path
   std::string ext = lower_extension(path);
   if (ext == ".raw") return detail::make_raw_reader(path, options);
   if (ext == ".dat") return detail::make_dat_reader(path, options);
+  if (ext == ".hdf5" || ext == ".h5") return detail::make_hdf5_event_reader(path, options);
+  if (ext == ".aedat4") return detail::make_aedat4_reader(path, options);
   // Unknown extension: look at the header.
   FileHeader header = read_header(path);
   if (header.get("evt") || header.get("format")) return detail::make_raw_reader(path, options);
   if (header.get("Height") || header.get("Width") || header.get("Version"))
     return detail::make_dat_reader(path, options);
-  throw_format_error(path, 0, "unknown recording format (evloader reads .raw and .dat files)");
+  throw_format_error(path, 0, "unknown recording format (evloader reads .raw, .dat, .hdf5 and .aedat4 files)");
 }
 
 EventReader::EventReader(const std::filesystem::path& path, const ReaderOptions& options)

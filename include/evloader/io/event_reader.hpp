@@ -19,7 +19,7 @@
 
 namespace evloader {
 
-enum class FileFormat { raw, dat };
+enum class FileFormat { raw, dat, hdf5, aedat4 };
 
 /// absolute: timestamps as the sensor counted them (the same event has the same t in RAW, DAT and HDF5
 /// copies of a recording). metavision: the Metavision SDK's time shift for RAW files (formats.md §1.5);
