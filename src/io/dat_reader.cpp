@@ -46,7 +46,6 @@ class DatReader final : public EventReader {
       return false;
     }
     std::span<const std::byte> records(block_.data(), whole);
-    stats_.bytes += whole;
     if (info_.type == DatEventType::ext_trigger) {
       if (options_.decode_triggers) decode_dat_triggers(records, state_, triggers, stats_);
     } else {
