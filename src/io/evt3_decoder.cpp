@@ -261,13 +261,12 @@ bool Evt3Decoder::run(const std::byte* in, std::size_t n, EventBuffer& cd, Trigg
 
     for (; p != end; p += 2) {
       const unsigned w = load_word(p);
-      const unsigned type = w >> 12;
-      if ((type & ~2u) == 0) [[likely]] {
+      if ((w & 0xD000u) == 0) [[likely]] {  // type 0 or 2
         // ADDR_Y (0) and ADDR_X (2) are ~80% of real streams and alternate unpredictably (rows of 1 to 12
         // events), so they share one branch-free path: the candidate event is always stored, `out` only
         // advances for an ADDR_X in bounds, and the row is blended with masks (not ?:, which the compiler
         // may turn back into a branch).
-        const std::uint32_t is_x = type >> 1;
+        const std::uint32_t is_x = w >> 13;
         const std::uint64_t keep = 0 - static_cast<std::uint64_t>(is_x);
         const std::uint32_t key = row | (w & 0x7FF);
         store_event(out, key | (static_cast<std::uint64_t>(w & 0x800) << 21), time);
@@ -283,6 +282,7 @@ bool Evt3Decoder::run(const std::byte* in, std::size_t n, EventBuffer& cd, Trigg
         out += is_x;
         continue;
       }
+      const unsigned type = w >> 12;
       const std::uint32_t xlim = row < limit_row ? limit_x : 0;  // x < xlim: the pixel is in bounds
       switch (type) {
         case kVectBaseX: {
