@@ -169,6 +169,37 @@ TEST(Evt3Decoder, ExpandsVect12AndVect8AndAdvancesBaseX) {
   EXPECT_EQ(d.stats.violations(), 0u);
 }
 
+TEST(Evt3Decoder, DecodesThirtyTwoPixelVectorGroupsAtEveryCut) {
+  // VECT_BASE_X + VECT_12 + VECT_12 + VECT_8, the IMX636 pattern, with 15, 0, 6 and 32 pixels, a group
+  // that runs past the width (checked per pixel) and base_x continuing after a group.
+  std::vector<std::uint16_t> words = {
+      time_high(0),         time_low(3),    addr_y(7),      vect_base_x(100, 1),
+      vect_12(0xFFF),       vect_12(0x801), vect_8(0x80),   vect_base_x(200, 0),
+      vect_12(0),           vect_12(0),     vect_8(0),      vect_12(0x1),
+      vect_base_x(300, 1),  vect_12(0x421), vect_12(0x100), vect_8(0x81),
+      vect_base_x(400, 0),  vect_12(0xFFF), vect_12(0xFFF), vect_8(0xFF),
+      vect_base_x(1250, 1), vect_12(0x1),   vect_12(0),     vect_8(0x80),
+      addr_x(5, 0)};
+  std::vector<EventCD> want;
+  for (int x = 100; x < 112; ++x) want.push_back(ev(x, 7, 1, 3));
+  for (int x : {112, 123, 131}) want.push_back(ev(x, 7, 1, 3));
+  want.push_back(ev(232, 7, 0, 3));
+  for (int x : {300, 305, 310, 320, 324, 331}) want.push_back(ev(x, 7, 1, 3));
+  for (int x = 400; x < 432; ++x) want.push_back(ev(x, 7, 0, 3));
+  want.push_back(ev(1250, 7, 1, 3));  // 1250 + 31 = 1281 is past the width
+  want.push_back(ev(5, 7, 0, 3));
+  auto bytes = to_bytes(words);
+  for (std::size_t cut = 0; cut <= bytes.size(); ++cut) {
+    auto d = decode_cut(bytes, {cut});
+    ASSERT_EQ(d.cd, want) << "cut at " << cut;
+    EXPECT_EQ(d.stats.out_of_bounds, 1u);
+  }
+  auto dec = detail::make_evt3_decoder(opts());
+  EventBuffer cd;
+  dec->decode(std::span(bytes).first(2 * 11), cd, nullptr);
+  EXPECT_EQ(dec->state().base_x, 232);
+}
+
 TEST(Evt3Decoder, Vect8IgnoresItsUnusedHighBits) {
   auto d = decode_words({time_high(0), addr_y(0), vect_base_x(10, 0), vect_8(0xF01), vect_12(0x1)});
   std::vector<EventCD> want = {ev(10, 0, 0, 0), ev(18, 0, 0, 0)};
@@ -461,6 +492,11 @@ TEST(Evt3Decoder, RaiseNamesTheByteOffsetOfTheOffendingWord) {
   expect_raise_at(
       {time_high(0), addr_y(0), time_low(9), addr_x(1, 0), time_low(8), vect_base_x(0, 0), vect_12(0x1)}, 0,
       12);  // time backwards: the first event word at the lower time
+  expect_raise_at({time_high(0), addr_y(0), time_low(9), addr_x(1, 0), time_low(8), vect_base_x(0, 0),
+                   vect_12(0), vect_12(0x2), vect_8(0x1)},
+                  0, 14);  // the same inside a 32-pixel group
+  expect_raise_at({time_high(0), addr_y(0), vect_base_x(1270, 0), vect_12(0), vect_12(0x1), vect_8(0)}, 0,
+                  8);  // a group past the width
 }
 
 TEST(Evt3Decoder, RaiseOffsetOfAWordSplitAcrossCalls) {
