@@ -1,0 +1,178 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "evloader/loader/engine.hpp"
+
+#include <algorithm>
+
+#include "evloader/core/error.hpp"
+
+namespace evloader {
+
+std::unique_ptr<float[]> BufferPool::acquire() {
+  {
+    std::lock_guard lock(mutex_);
+    if (!free_.empty()) {
+      auto buffer = std::move(free_.back());
+      free_.pop_back();
+      return buffer;
+    }
+    ++allocated_;
+  }
+  return std::unique_ptr<float[]>(new float[elements_]);  // default-init: fillers write every element
+}
+
+void BufferPool::release(std::unique_ptr<float[]> buffer) noexcept {
+  if (!buffer) return;
+  std::lock_guard lock(mutex_);
+  free_.push_back(std::move(buffer));
+}
+
+std::size_t BufferPool::allocated() const noexcept {
+  std::lock_guard lock(mutex_);
+  return allocated_;
+}
+
+Batch::Batch(std::size_t index, const BatchShape& shape, std::shared_ptr<BufferPool> pool)
+    : index_(index), shape_(shape), pool_(std::move(pool)), data_(pool_->acquire()) {
+  frame_is_labeled.assign(static_cast<std::size_t>(shape.num_tbins) * shape.batch_size, 0);
+  labels.resize(static_cast<std::size_t>(shape.batch_size));
+}
+
+Batch::~Batch() { pool_->release(std::move(data_)); }
+
+Engine::Engine(std::shared_ptr<const Schedule> schedule, const BatchShape& shape,
+               std::shared_ptr<ItemFiller> filler, const EngineOptions& options)
+    : schedule_(std::move(schedule)), shape_(shape), filler_(std::move(filler)), options_(options) {
+  if (options_.num_workers < 0) throw ConfigError("num_workers must be >= 0");
+  if (options_.prefetch < 1) throw ConfigError("prefetch must be >= 1");
+  if (shape_.batch_size != schedule_->batch_size() && schedule_->num_batches() > 0)
+    throw ConfigError("the batch shape and the schedule disagree on the batch size");
+  pool_ = std::make_shared<BufferPool>(shape_.elements());
+}
+
+Engine::~Engine() { stop(); }
+
+void Engine::start(std::size_t first) {
+  stop();
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = false;
+    next_batch_ = first;
+    next_slot_ = 0;
+    consumed_ = first;
+    slot_next_.assign(static_cast<std::size_t>(shape_.batch_size), first);
+    in_flight_.clear();
+  }
+  filler_->begin_epoch();
+  for (int i = 0; i < options_.num_workers; ++i) workers_.emplace_back([this] { worker_loop(); });
+}
+
+void Engine::stop() noexcept {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_workers_.notify_all();
+  slot_done_.notify_all();
+  wake_consumer_.notify_all();
+  for (auto& w : workers_) w.join();
+  workers_.clear();
+  std::lock_guard lock(mutex_);
+  in_flight_.clear();
+}
+
+Engine::InFlight& Engine::in_flight(std::size_t b) {
+  auto it = in_flight_.find(b);
+  if (it != in_flight_.end()) return it->second;
+  InFlight& f = in_flight_[b];
+  f.batch = std::make_shared<Batch>(b, shape_, pool_);
+  f.batch->items = schedule_->batch(b);
+  f.pending = shape_.batch_size;
+  return f;
+}
+
+void Engine::worker_loop() {
+  std::unique_lock lock(mutex_);
+  const std::size_t total = schedule_->num_batches();
+  while (true) {
+    // Bounded prefetch: never start a batch more than `prefetch` ahead of the consumer.
+    wake_workers_.wait(lock, [&] {
+      return stopping_ || (next_batch_ < total && next_batch_ < consumed_ + static_cast<std::size_t>(options_.prefetch));
+    });
+    if (stopping_) return;
+    const std::size_t b = next_batch_;
+    const int slot = next_slot_;
+    if (++next_slot_ == shape_.batch_size) {
+      next_slot_ = 0;
+      ++next_batch_;
+    }
+    std::shared_ptr<Batch> batch = in_flight(b).batch;
+    // The slot's stream is free once the previous batch's item of this slot is done. That item was handed
+    // out before ours, so it is running or finished: this wait always ends.
+    slot_done_.wait(lock, [&] { return stopping_ || slot_next_[static_cast<std::size_t>(slot)] == b; });
+    if (stopping_) return;
+    lock.unlock();
+    std::exception_ptr error;
+    try {
+      filler_->fill(batch->items[static_cast<std::size_t>(slot)], slot, *batch);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    lock.lock();
+    slot_next_[static_cast<std::size_t>(slot)] = b + 1;
+    slot_done_.notify_all();
+    auto it = in_flight_.find(b);
+    if (it == in_flight_.end()) continue;  // dropped by stop()
+    if (error && !it->second.error) it->second.error = error;
+    if (--it->second.pending == 0) wake_consumer_.notify_all();
+  }
+}
+
+void Engine::produce_synchronously(std::size_t b) {
+  InFlight* f = nullptr;
+  {
+    std::lock_guard lock(mutex_);
+    f = &in_flight(b);
+  }
+  for (int slot = 0; slot < shape_.batch_size; ++slot) {
+    filler_->fill(f->batch->items[static_cast<std::size_t>(slot)], slot, *f->batch);
+    std::lock_guard lock(mutex_);
+    --f->pending;
+  }
+}
+
+std::shared_ptr<Batch> Engine::next() {
+  const std::size_t total = schedule_->num_batches();
+  std::unique_lock lock(mutex_);
+  if (consumed_ >= total) return nullptr;
+  if (options_.num_workers == 0) {
+    const std::size_t b = consumed_;
+    lock.unlock();
+    try {
+      produce_synchronously(b);
+    } catch (...) {
+      std::lock_guard relock(mutex_);
+      in_flight_.erase(b);
+      throw;
+    }
+    lock.lock();
+  }
+  wake_consumer_.wait(lock, [&] {
+    if (stopping_ && options_.num_workers > 0) return true;
+    auto it = in_flight_.find(consumed_);
+    return it != in_flight_.end() && it->second.pending == 0;
+  });
+  auto it = in_flight_.find(consumed_);
+  if (it == in_flight_.end() || it->second.pending != 0) return nullptr;  // stopped
+  InFlight done = std::move(it->second);
+  in_flight_.erase(it);
+  ++consumed_;
+  lock.unlock();
+  wake_workers_.notify_all();
+  if (done.error) {
+    stop();
+    std::rethrow_exception(done.error);
+  }
+  return std::move(done.batch);
+}
+
+}  // namespace evloader
