@@ -9,4 +9,5 @@ NB_MODULE(_core, m) {
   evloader::python::bind_preprocess(m);
   evloader::python::bind_hdf5(m);
   evloader::python::bind_tensor_file(m);
+  evloader::python::bind_labels(m);
 }
