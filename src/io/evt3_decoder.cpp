@@ -16,6 +16,16 @@
 //   drop is a glitch: counted, and the new value is used anyway.
 // - time_backwards counts each event whose t is below the previous emitted event's t (so one per backward
 //   jump, not one per event at the lower time).
+// - DecoderState: time_base = loops * 2^24 + (time_high << 12), time = time_base + time_low, y keeps bit 11,
+//   y_valid = 1 once an ADDR_Y was seen, base_x/polarity = vector state; skip_words is unused (see above).
+// - OnViolation::raise throws at the first violation of a call, naming the offending word's offset (for
+//   time going backwards: the first event-emitting word at the lower time). The state then includes that
+//   word; the rest of the call's input is not decoded.
+//
+// Speed (the hot loop is ~28 instructions per ADDR_X/ADDR_Y word, no data-dependent branch): ADDR_Y/ADDR_X
+// share one branch-free path, 32-pixel vector groups (VECT_BASE_X + VECT_12 + VECT_12 + VECT_8) are
+// expanded in one step, bounds are one add-and-test per event, time_backwards is counted once per time
+// change instead of per event, and events go straight into the caller's buffer (EventBuffer::prepare).
 #include <algorithm>
 #include <bit>
 #include <cstring>
@@ -213,7 +223,7 @@ bool Evt3Decoder::run(const std::byte* in, std::size_t n, EventBuffer& cd, Trigg
 
   const std::uint32_t limit_x = limit_x_;
   const std::uint32_t limit_row = limit_y_ << 16;  // y < limit_y  <=>  (y << 16) < limit_row
-  // Bounds of an ADDR_X in one test: for key = (y << 16) | x (x < 2^11, y < 2^16), key + kBoundsAdd has
+  // Bounds of an ADDR_X in one test: for key = (y << 16) | x (x < 2^11, y < 2^16), key + bounds_add has
   // bit 11 set iff x >= limit_x, and bit 32 set iff y >= limit_y (limits are at most 2048).
   const std::uint64_t bounds_add = (static_cast<std::uint64_t>(0x10000 - limit_y_) << 16) | (0x800 - limit_x);
   constexpr std::uint64_t kBoundsBits = (std::uint64_t{1} << 32) | 0x800;
