@@ -10,4 +10,5 @@ NB_MODULE(_core, m) {
   evloader::python::bind_hdf5(m);
   evloader::python::bind_tensor_file(m);
   evloader::python::bind_labels(m);
+  evloader::python::bind_loader(m);
 }
