@@ -376,6 +376,8 @@ void bm_memcpy(benchmark::State& state, const Dataset* d) {
 /// Console output as usual, plus a table of medians and ratios at the end.
 class SummaryReporter : public benchmark::ConsoleReporter {
  public:
+  explicit SummaryReporter(bool color) : ConsoleReporter(color ? OO_ColorTabular : OO_Tabular) {}
+
   void ReportRuns(const std::vector<Run>& reports) override {
     ConsoleReporter::ReportRuns(reports);
     for (const Run& run : reports) {
@@ -491,7 +493,10 @@ int main(int argc, char** argv) {
           ->Unit(benchmark::kMillisecond);
       benchmark::RegisterBenchmark(("memcpy/" + f).c_str(), bm_memcpy, p)->Unit(benchmark::kMillisecond);
     }
-    SummaryReporter reporter;
+    // A reporter of our own does not read --benchmark_color: colour only on a terminal, unless told not to.
+    const bool color = ::isatty(STDOUT_FILENO) != 0 && !has_flag(argc, argv, "--benchmark_color=false") &&
+                       !has_flag(argc, argv, "--benchmark_color=no");
+    SummaryReporter reporter(color);
     benchmark::RunSpecifiedBenchmarks(&reporter);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "evloader_decode_bench: %s\n", e.what());
