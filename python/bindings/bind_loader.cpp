@@ -4,8 +4,16 @@
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/shared_ptr.h>
+
 #include "bindings.hpp"
+#include "evloader/core/error.hpp"
+#include "evloader/loader/engine.hpp"
 #include "evloader/loader/schedule.hpp"
+#include "evloader/loader/slot_filler.hpp"
+#include "evloader/loader/sources.hpp"
 
 namespace evloader::python {
 
@@ -64,8 +72,181 @@ void bind_schedule(nb::module_& m) {
         nb::arg("tolerance") = 1000);
 }
 
+// Python objects kept in C++ (labels) must be released with the GIL held, whichever thread drops them.
+std::shared_ptr<void> keep_python_object(nb::object obj) {
+  return std::shared_ptr<void>(new nb::object(std::move(obj)), [](void* p) {
+    nb::gil_scoped_acquire locked;
+    delete static_cast<nb::object*>(p);
+  });
+}
+
+Kwargs kwargs_from_dict(const nb::dict& d) {
+  Kwargs out;
+  for (auto [key, value] : d) {
+    std::string name = nb::cast<std::string>(key);
+    if (value.is_none()) out[name] = std::monostate{};
+    else if (nb::isinstance<nb::bool_>(value)) out[name] = nb::cast<bool>(value);
+    else if (nb::isinstance<nb::int_>(value)) out[name] = nb::cast<std::int64_t>(value);
+    else if (nb::isinstance<nb::float_>(value)) out[name] = nb::cast<double>(value);
+    else if (nb::isinstance<nb::str>(value)) out[name] = nb::cast<std::string>(value);
+    else throw ConfigError("preprocess kwarg '" + name + "' must be None, a bool, a number or a string");
+  }
+  return out;
+}
+
+// A Python preprocessing function (register_new_preprocessing) on a C++ reader: the events are read without
+// the GIL, the function runs with it.
+class PythonKernelSource final : public TensorSource {
+ public:
+  PythonKernelSource(const std::filesystem::path& path, const ReaderOptions& options, nb::object kernel,
+                     const BatchShape& shape)
+      : reader_(EventReader::open(path, options)), kernel_(std::move(kernel)), shape_(shape) {}
+  ~PythonKernelSource() override {
+    nb::gil_scoped_acquire locked;
+    kernel_.reset();
+  }
+
+  void read(Timestamp start, Timestamp duration, float* out, std::size_t t_stride) override {
+    if (reader_->current_time() != start) reader_->seek_time(start);
+    reader_->load_delta_t(duration, events_);
+    for (EventCD& e : events_) e.t -= start;
+    nb::gil_scoped_acquire locked;
+    // The function gets the events and a [T, C, H, W] strided view of the batch (writes land in place).
+    const std::size_t frame = shape_.item_frame();
+    std::int64_t strides[4] = {static_cast<std::int64_t>(t_stride), static_cast<std::int64_t>(frame / shape_.channels),
+                               shape_.width, 1};
+    std::size_t dims[4] = {static_cast<std::size_t>(shape_.num_tbins), static_cast<std::size_t>(shape_.channels),
+                           static_cast<std::size_t>(shape_.height), static_cast<std::size_t>(shape_.width)};
+    nb::ndarray<nb::numpy, float, nb::ndim<4>> tensor(out, 4, dims, nb::handle(), strides);
+    PodBuffer<EventCD> copy;
+    copy.append(events_.view());
+    kernel_(records_to_numpy(std::move(copy)), tensor, duration);
+  }
+
+ private:
+  std::unique_ptr<EventReader> reader_;
+  nb::object kernel_;
+  BatchShape shape_;
+  EventBuffer events_;
+};
+
+/// The SequentialDataLoader's engine as Python sees it: recordings by path, a preprocessing by name (or a
+/// Python function), an optional Python label hook; batches come out as torch tensors sharing the buffer.
+class LoaderEngine {
+ public:
+  LoaderEngine(std::shared_ptr<Schedule> schedule, std::vector<std::string> paths, std::vector<bool> precomputed,
+               std::tuple<int, int, int, int, int> dims, std::string preprocess, nb::dict kwargs,
+               nb::object python_kernel, int downsampling_factor, Timestamp delta_t, TimeOrigin time_origin,
+               nb::object label_hook, int num_workers, int prefetch) {
+    auto [T, N, C, H, W] = dims;
+    shape_ = {T, N, C, H, W};
+    ReaderOptions reader_options;
+    reader_options.time_origin = time_origin;
+    std::shared_ptr<const Preprocessor> kernel;
+    if (python_kernel.is_none()) kernel = make_preprocessor(preprocess, kwargs_from_dict(kwargs));
+    auto python_kernel_ref = std::make_shared<nb::object>(python_kernel);
+    TensorSourceFactory open = [=, paths = std::move(paths), precomputed = std::move(precomputed),
+                                shape = shape_](int r) -> std::unique_ptr<TensorSource> {
+      const auto& path = paths[static_cast<std::size_t>(r)];
+      if (precomputed[static_cast<std::size_t>(r)]) return open_tensor_file_source(path, delta_t, shape);
+      if (kernel) return open_event_source(path, reader_options, kernel, downsampling_factor, shape);
+      nb::object fn;
+      {
+        nb::gil_scoped_acquire locked;
+        fn = *python_kernel_ref;
+      }
+      return std::make_unique<PythonKernelSource>(path, reader_options, std::move(fn), shape);
+    };
+    LabelFunction labels;
+    if (!label_hook.is_none()) {
+      auto hook = std::make_shared<nb::object>(label_hook);
+      labels = [hook, shape = shape_](const ScheduleItem& item, int slot, Batch& batch) {
+        nb::gil_scoped_acquire locked;
+        const std::size_t frame = shape.item_frame();
+        std::int64_t strides[4] = {static_cast<std::int64_t>(static_cast<std::size_t>(shape.batch_size) * frame),
+                                   static_cast<std::int64_t>(frame / static_cast<std::size_t>(shape.channels)),
+                                   shape.width, 1};
+        std::size_t dims4[4] = {static_cast<std::size_t>(shape.num_tbins), static_cast<std::size_t>(shape.channels),
+                                static_cast<std::size_t>(shape.height), static_cast<std::size_t>(shape.width)};
+        nb::ndarray<nb::numpy, float, nb::ndim<4>> tensor(batch.data() + batch.offset(0, slot), 4, dims4,
+                                                          nb::handle(), strides);
+        nb::object result = (*hook)(item_tuple(item), tensor);
+        // The Python side normalises the mask to bytes (one 0/1 byte per time bin).
+        auto [values, mask] = nb::cast<std::pair<nb::object, nb::bytes>>(result);
+        if (mask.size() != static_cast<std::size_t>(shape.num_tbins))
+          throw ConfigError("load_labels returned a frame_is_labeled mask of " + std::to_string(mask.size()) +
+                            " values for " + std::to_string(shape.num_tbins) + " time bins");
+        for (int t = 0; t < shape.num_tbins; ++t)
+          batch.frame_is_labeled[static_cast<std::size_t>(t * shape.batch_size + slot)] = mask.c_str()[t] != 0;
+        batch.labels[static_cast<std::size_t>(slot)] = keep_python_object(std::move(values));
+      };
+    }
+    filler_ = std::make_shared<SlotFiller>(N, std::move(open), std::move(labels));
+    engine_ = std::make_unique<Engine>(std::move(schedule), shape_, filler_, EngineOptions{num_workers, prefetch});
+  }
+
+  ~LoaderEngine() {
+    // Workers may be waiting for the GIL (label hooks): let them finish before joining.
+    nb::gil_scoped_release unlocked;
+    engine_.reset();
+  }
+
+  void start(std::size_t first) {
+    nb::gil_scoped_release unlocked;
+    engine_->start(first);
+  }
+
+  void stop() {
+    nb::gil_scoped_release unlocked;
+    engine_->stop();
+  }
+
+  /// (inputs [T, N, C, H, W] torch tensor, batch index, frame_is_labeled [T*N] bytes, labels per slot) or None.
+  nb::object next() {
+    std::shared_ptr<Batch> batch;
+    {
+      nb::gil_scoped_release unlocked;
+      batch = engine_->next();
+    }
+    if (!batch) return nb::none();
+    const BatchShape& s = batch->shape();
+    auto* owner = new std::shared_ptr<Batch>(batch);
+    nb::capsule capsule(owner, [](void* p) noexcept { delete static_cast<std::shared_ptr<Batch>*>(p); });
+    std::size_t dims[5] = {static_cast<std::size_t>(s.num_tbins), static_cast<std::size_t>(s.batch_size),
+                           static_cast<std::size_t>(s.channels), static_cast<std::size_t>(s.height),
+                           static_cast<std::size_t>(s.width)};
+    nb::ndarray<nb::pytorch, float, nb::ndim<5>, nb::c_contig> inputs(batch->data(), 5, dims, capsule);
+    nb::list labels;
+    for (const auto& l : batch->labels) labels.append(l ? *static_cast<nb::object*>(l.get()) : nb::none());
+    nb::bytes mask(reinterpret_cast<const char*>(batch->frame_is_labeled.data()), batch->frame_is_labeled.size());
+    return nb::make_tuple(nb::cast(inputs), batch->index(), mask, labels);
+  }
+
+  std::size_t opens() const { return filler_->opens(); }
+  std::size_t buffers() const { return engine_->pool().allocated(); }
+
+ private:
+  BatchShape shape_;
+  std::shared_ptr<SlotFiller> filler_;
+  std::unique_ptr<Engine> engine_;
+};
+
 }  // namespace
 
-void bind_loader(nb::module_& m) { bind_schedule(m); }
+void bind_loader(nb::module_& m) {
+  bind_schedule(m);
+  nb::class_<LoaderEngine>(m, "LoaderEngine")
+      .def(nb::init<std::shared_ptr<Schedule>, std::vector<std::string>, std::vector<bool>,
+                    std::tuple<int, int, int, int, int>, std::string, nb::dict, nb::object, int, Timestamp, TimeOrigin,
+                    nb::object, int, int>(),
+           nb::arg("schedule"), nb::arg("paths"), nb::arg("precomputed"), nb::arg("dims"), nb::arg("preprocess"),
+           nb::arg("kwargs"), nb::arg("python_kernel").none(), nb::arg("downsampling_factor"), nb::arg("delta_t"),
+           nb::arg("time_origin"), nb::arg("label_hook").none(), nb::arg("num_workers"), nb::arg("prefetch"))
+      .def("start", &LoaderEngine::start, nb::arg("first") = 0)
+      .def("stop", &LoaderEngine::stop)
+      .def("next", &LoaderEngine::next)
+      .def_prop_ro("opens", &LoaderEngine::opens)
+      .def_prop_ro("buffers", &LoaderEngine::buffers);
+}
 
 }  // namespace evloader::python

@@ -26,9 +26,14 @@ def is_precomputed(path: str) -> bool:
     """True for a precomputed tensor file (an HDF5 file with a ``data`` dataset, not an event file)."""
     if not str(path).lower().endswith(PRECOMPUTED_EXTENSIONS):
         return False
-    from ..tensor_file import is_tensor_file
+    from .. import FormatError
+    from ..tensor_file import TensorFileReader
 
-    return is_tensor_file(path)
+    try:
+        TensorFileReader(path)
+    except FormatError:
+        return False  # an HDF5 event file (or not HDF5 at all: the event reader will say why)
+    return True
 
 
 def get_time_span(path: str, delta_t: Optional[int] = None) -> Tuple[int, int]:
@@ -38,7 +43,8 @@ def get_time_span(path: str, delta_t: Optional[int] = None) -> Tuple[int, int]:
         from ..tensor_file import TensorFileReader
 
         reader = TensorFileReader(path)
-        return reader.start_ts, reader.start_ts + reader.duration
+        start = reader.start_ts or 0
+        return start, start + reader.duration()
     from ..io import open_reader
 
     reader = open_reader(path)
@@ -60,7 +66,7 @@ def get_original_size_file(path: str) -> Tuple[Optional[int], Optional[int]]:
     if is_precomputed(path):
         from ..tensor_file import TensorFileReader
 
-        return TensorFileReader(path).sensor_size
+        return TensorFileReader(path).get_size()
     from ..io import open_reader
 
     return open_reader(path).get_size()
