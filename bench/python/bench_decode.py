@@ -10,6 +10,8 @@ repository, and deleted at the end.
 Per format and per repetition, round-robin so that noise hits every method alike:
   evloader load_all     full read into a new array (page faults of fresh memory included)
   evloader load_n 1M    streamed load_n_events(1 M) until the end, arrays dropped (memory reused by malloc)
+  evloader Decoder      RAW only: the file read in 256 KiB pieces, each decoded by evloader.Decoder into small
+                        new arrays (malloc reuses their memory): the closest Python path to a reused buffer
   expelliarmus read     Wizard(encoding=...).read(path): full read into a new array
   expelliarmus chunks   Wizard(..., chunk_size=1 M).read_chunk() until the end: expelliarmus's streamed read
   np.copyto (touched)   byte copy of the decoded array into a preallocated, already-written array: the memory floor
@@ -55,10 +57,12 @@ SOURCES = [
 TARGET_VS_EXPELLIARMUS = {"EVT3": 5.0, "EVT2": 3.0, "DAT": 3.0}
 TARGET_VS_MEMCPY = 3.0  # decode within 3x of a plain copy of the decoded array
 BATCH = 1 << 20
+DECODER_CHUNK = 256 * 1024  # the RAW reader's block size
 
 METHODS = [
     ("load_all", "evloader load_all (new array)"),
     ("load_n", "evloader load_n 1M (streamed)"),
+    ("decoder", "evloader Decoder 256 KiB (streamed)"),
     ("expelliarmus", "expelliarmus read (new array)"),
     ("expelliarmus_chunk", "expelliarmus read_chunk 1M (streamed)"),
     ("copyto", "np.copyto bytes (touched)"),
@@ -199,6 +203,18 @@ def bench_format(evloader, Wizard, label: str, enc: str, path: Path, events: int
                 return n
             n += len(batch)
 
+    def raw_decoder():
+        # RAW only: file read in 256 KiB pieces, each decoded into small new arrays that malloc keeps
+        # reusing: the closest Python path to decoding into a reused buffer.
+        dec = evloader.Decoder(enc, width, height)
+        n = 0
+        with open(path, "rb", buffering=0) as f:
+            f.seek(data_offset)
+            while chunk := f.read(DECODER_CHUNK):
+                n += len(dec.decode(chunk)[0])
+        dec.finish()
+        return n
+
     def expelliarmus():
         return len(Wizard(encoding=enc).read(str(path)))
 
@@ -212,9 +228,14 @@ def bench_format(evloader, Wizard, label: str, enc: str, path: Path, events: int
     def copy_fresh():
         return len(reference_bytes.copy()) // reference.itemsize
 
-    fns = {"load_all": load_all, "load_n": load_n, "expelliarmus": expelliarmus,
-           "expelliarmus_chunk": expelliarmus_chunk, "copyto": copyto,
-           "copy_fresh": copy_fresh}
+    width, height = evloader.open_reader(path, index="memory").geometry
+    with open(path, "rb") as f:
+        data_offset = split_header(f.read(1 << 16), False)
+    fns = {"load_all": load_all, "load_n": load_n,
+           "decoder": raw_decoder if label != "DAT" else None,  # no Python-level DAT decoder
+           "expelliarmus": expelliarmus, "expelliarmus_chunk": expelliarmus_chunk,
+           "copyto": copyto, "copy_fresh": copy_fresh}
+    fns = {key: fn for key, fn in fns.items() if fn is not None}
     samples = {key: [] for key in fns}
     for _ in range(repeat):
         for key, fn in fns.items():
@@ -239,8 +260,12 @@ def bench_format(evloader, Wizard, label: str, enc: str, path: Path, events: int
     result["ratios"] = {
         "load_all_vs_expelliarmus": m["expelliarmus"]["cpu_s"] / m["load_all"]["cpu_s"],
         "load_n_vs_expelliarmus_chunk": m["expelliarmus_chunk"]["cpu_s"] / m["load_n"]["cpu_s"],
+        "decoder_vs_expelliarmus_chunk": (m["expelliarmus_chunk"]["cpu_s"] / m["decoder"]["cpu_s"]
+                                          if "decoder" in m else None),
+        "decoder_vs_expelliarmus": m["expelliarmus"]["cpu_s"] / m["decoder"]["cpu_s"] if "decoder" in m else None,
         "load_all_vs_copyto": m["load_all"]["cpu_s"] / m["copyto"]["cpu_s"],
         "load_n_vs_copyto": m["load_n"]["cpu_s"] / m["copyto"]["cpu_s"],
+        "decoder_vs_copyto": m["decoder"]["cpu_s"] / m["copyto"]["cpu_s"] if "decoder" in m else None,
         "load_all_vs_copy_fresh": m["load_all"]["cpu_s"] / m["copy_fresh"]["cpu_s"],
     }
     return result
@@ -252,21 +277,26 @@ def markdown(results: dict) -> str:
              "| format | events | " + " | ".join(title for _, title in METHODS) + " |",
              "|---|---:|" + "---:|" * len(METHODS)]
     for label, r in results["formats"].items():
-        cells = [f"{r['methods'][k]['mev_s_cpu']:.0f} ({r['methods'][k]['mev_s_wall']:.0f})" for k, _ in METHODS]
+        cells = [f"{r['methods'][k]['mev_s_cpu']:.0f} ({r['methods'][k]['mev_s_wall']:.0f})" if k in r["methods"]
+                 else "n/a" for k, _ in METHODS]
         lines.append(f"| {label} | {r['events'] / 1e6:.1f} M | " + " | ".join(cells) + " |")
     lines += ["", "Ratios of CPU time. 'vs expelliarmus': how many times faster evloader is, like for like (full "
               "read vs full read, 1M-event batches vs 1M-event chunks). '/ copyto', '/ fresh copy': how many times "
               "slower evloader is than the byte-copy floors.", "",
-              "| format | load_all vs read | load_n vs read_chunk | target | load_all / copyto | "
-              "load_n / copyto | load_all / fresh copy |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
+              "| format | load_all vs read | load_n vs read_chunk | Decoder vs read_chunk | Decoder vs read | "
+              "target | load_all / copyto | load_n / copyto | Decoder / copyto | load_all / fresh copy |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for label, r in results["formats"].items():
         q = r["ratios"]
+        dec = [f"{q[k]:.2f}x" if q[k] is not None else "n/a"
+               for k in ("decoder_vs_expelliarmus_chunk", "decoder_vs_expelliarmus")]
+        dec_floor = f"{q['decoder_vs_copyto']:.2f}" if q["decoder_vs_copyto"] is not None else "n/a"
         lines.append(f"| {label} | {q['load_all_vs_expelliarmus']:.2f}x | {q['load_n_vs_expelliarmus_chunk']:.2f}x | "
+                     f"{dec[0]} | {dec[1]} | "
                      f">= {TARGET_VS_EXPELLIARMUS[label]:.0f}x | {q['load_all_vs_copyto']:.2f} | "
-                     f"{q['load_n_vs_copyto']:.2f} | {q['load_all_vs_copy_fresh']:.2f} |")
+                     f"{q['load_n_vs_copyto']:.2f} | {dec_floor} | {q['load_all_vs_copy_fresh']:.2f} |")
     lines += ["", "Minor page faults per run (median): " + "; ".join(
-        f"{label}: " + ", ".join(f"{k} {r['methods'][k]['minor_faults']}" for k, _ in METHODS)
+        f"{label}: " + ", ".join(f"{k} {r['methods'][k]['minor_faults']}" for k, _ in METHODS if k in r["methods"])
         for label, r in results["formats"].items())]
     lines += ["", "Event checks against expelliarmus on the benchmark files:"]
     for label, r in results["formats"].items():
