@@ -85,6 +85,13 @@ class SequentialDataset:
                                  f"{orig_h}x{orig_w} divided by a power of two")
             self.downsampling_factor = int(ds)
 
+        for path, precomputed in zip(files, self.precomputed):
+            if precomputed:  # fail now, naming the file, rather than at the first batch
+                from ..tensor_file import TensorFileReader
+
+                TensorFileReader(path).check(delta_t=self.delta_t, mode="delta_t", channels=channels,
+                                             height=height, width=width)
+
         self.scheduler = Scheduler.create_schedule(files, list(durations), self.delta_t, num_tbins, batch_size,
                                                    max_consecutive_batch=max_consecutive_batch,
                                                    shuffle=shuffle_files, padding=padding, seed=seed,
