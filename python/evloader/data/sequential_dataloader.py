@@ -185,7 +185,7 @@ class SequentialDataLoader:
 
     # --- visualisation ----------------------------------------------------------------------------
     def show(self, viz_labels=None):
-        """Frames (RGB uint8) of the batches as a grid, one per time bin; see evloader.viz.show_batches."""
-        from ..viz import show_batches
+        """Frames (RGB uint8) of the batches as a grid, one per time bin; see evloader.data.show."""
+        from .show import show_batches
 
         return show_batches(self, self.get_vis_func(), viz_labels)
