@@ -24,11 +24,11 @@ enum class TensorMode { delta_t, n_events };
 /// Element type of the stored frames (the `data` dataset).
 enum class TensorDtype { uint8, int8, uint16, int16, uint32, int32, float32, float64 };
 
-[[nodiscard]] std::size_t dtype_size(TensorDtype dtype) noexcept;
+[[nodiscard]] std::size_t tensor_dtype_size(TensorDtype dtype) noexcept;
 /// The numpy name: "uint8", "float32", ...
-[[nodiscard]] std::string_view dtype_name(TensorDtype dtype) noexcept;
+[[nodiscard]] std::string_view tensor_dtype_name(TensorDtype dtype) noexcept;
 /// From a numpy name; ConfigError for anything else.
-[[nodiscard]] TensorDtype dtype_from_name(std::string_view name);
+[[nodiscard]] TensorDtype tensor_dtype_from_name(std::string_view name);
 [[nodiscard]] std::string_view mode_name(TensorMode mode) noexcept;
 
 /// A scalar attribute of `data` other than the layout's own ones: the preprocessing kwargs
@@ -97,7 +97,10 @@ class TensorFileWriter {
   /// Moves the cursor back to `index` (<= the cursor): later writes overwrite, close() trims there.
   void set_cursor(std::int64_t index);
   [[nodiscard]] std::int64_t index() const noexcept;
+  /// As the reader will see it: dtype is the stored dtype (uint8 with store_as_uint8).
   [[nodiscard]] const TensorFileInfo& info() const noexcept;
+  /// The dtype write() takes (the info.dtype given to the constructor).
+  [[nodiscard]] TensorDtype input_dtype() const noexcept;
   [[nodiscard]] const std::filesystem::path& path() const noexcept;
 
   /// Trims `data` to the frames written and closes the file. Later calls do nothing.

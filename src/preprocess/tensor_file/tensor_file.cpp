@@ -18,7 +18,7 @@
 
 namespace evloader {
 
-std::size_t dtype_size(TensorDtype dtype) noexcept {
+std::size_t tensor_dtype_size(TensorDtype dtype) noexcept {
   switch (dtype) {
     case TensorDtype::uint8:
     case TensorDtype::int8: return 1;
@@ -32,7 +32,7 @@ std::size_t dtype_size(TensorDtype dtype) noexcept {
   return 0;
 }
 
-std::string_view dtype_name(TensorDtype dtype) noexcept {
+std::string_view tensor_dtype_name(TensorDtype dtype) noexcept {
   switch (dtype) {
     case TensorDtype::uint8: return "uint8";
     case TensorDtype::int8: return "int8";
@@ -46,10 +46,10 @@ std::string_view dtype_name(TensorDtype dtype) noexcept {
   return "?";
 }
 
-TensorDtype dtype_from_name(std::string_view name) {
+TensorDtype tensor_dtype_from_name(std::string_view name) {
   for (auto d : {TensorDtype::uint8, TensorDtype::int8, TensorDtype::uint16, TensorDtype::int16,
                  TensorDtype::uint32, TensorDtype::int32, TensorDtype::float32, TensorDtype::float64})
-    if (dtype_name(d) == name) return d;
+    if (tensor_dtype_name(d) == name) return d;
   throw ConfigError("unsupported tensor dtype '" + std::string(name) +
                     "' (use uint8, int8, uint16, int16, uint32, int32, float32 or float64)");
 }
@@ -431,7 +431,7 @@ TensorFileWriter::TensorFileWriter(const std::filesystem::path& path, const Tens
   m.input_dtype = info.dtype;
   if (info.store_as_uint8) {
     if (info.dtype != TensorDtype::float32 && info.dtype != TensorDtype::float64)
-      config("store_as_uint8 needs float frames, got " + std::string(dtype_name(info.dtype)));
+      config("store_as_uint8 needs float frames, got " + std::string(tensor_dtype_name(info.dtype)));
     m.info.dtype = TensorDtype::uint8;
   }
   m.frame_elems = static_cast<std::size_t>(info.channels) * info.height * info.width;
@@ -532,6 +532,7 @@ TensorFileWriter& TensorFileWriter::operator=(TensorFileWriter&& other) noexcept
 
 std::int64_t TensorFileWriter::index() const noexcept { return impl_->index; }
 const TensorFileInfo& TensorFileWriter::info() const noexcept { return impl_->info; }
+TensorDtype TensorFileWriter::input_dtype() const noexcept { return impl_->input_dtype; }
 const std::filesystem::path& TensorFileWriter::path() const noexcept { return impl_->path; }
 
 void TensorFileWriter::set_cursor(std::int64_t index) {
@@ -545,8 +546,8 @@ void TensorFileWriter::set_cursor(std::int64_t index) {
 void TensorFileWriter::write(std::span<const float> frames, std::span<const Timestamp> last_timestamps) {
   Impl& m = *impl_;
   if (m.input_dtype != TensorDtype::float32)
-    throw ConfigError(m.path.string() + ": the writer takes " + std::string(dtype_name(m.input_dtype)) +
-                      " frames, got float32");
+    throw ConfigError(m.path.string() + ": the writer takes " +
+                      std::string(tensor_dtype_name(m.input_dtype)) + " frames, got float32");
   if (frames.size() % m.frame_elems != 0)
     throw ConfigError(m.path.string() + ": " + std::to_string(frames.size()) +
                       " floats are not whole frames of " +
@@ -567,7 +568,7 @@ void TensorFileWriter::write(const void* frames, std::int64_t count,
 
   // Everything heavy happens here, before taking the HDF5 lock: uint8 quantisation and gzip compression.
   const std::size_t n = m.frame_elems;
-  const std::size_t stored_bytes = n * dtype_size(m.info.dtype);
+  const std::size_t stored_bytes = n * tensor_dtype_size(m.info.dtype);
   std::vector<std::uint8_t> quantised;
   const std::byte* source = static_cast<const std::byte*>(frames);
   if (m.info.store_as_uint8) {
@@ -800,7 +801,7 @@ TensorFileReader::TensorFileReader(const std::filesystem::path& path) : impl_(st
   info.height = static_cast<int>(dims[2]);
   info.width = static_cast<int>(dims[3]);
   m.frame_elems = static_cast<std::size_t>(dims[1]) * dims[2] * dims[3];
-  m.frame_bytes = m.frame_elems * dtype_size(info.dtype);
+  m.frame_bytes = m.frame_elems * tensor_dtype_size(info.dtype);
 
   auto take = [&](const char* name) -> const AttrValue* {
     auto it = attrs.find(name);
