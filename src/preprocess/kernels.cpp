@@ -1,0 +1,410 @@
+// SPDX-License-Identifier: Apache-2.0
+// Event-to-tensor loops, templated on the output dtype: one pass over the events, no per-event calls
+// through pointers, arithmetic done as the numba reference does it (float64, then cast on store).
+#include "kernels.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <type_traits>
+
+#include "evloader/core/error.hpp"
+
+namespace evloader::preprocess_detail {
+
+double py_floordiv(double vx, double wx) noexcept {
+  const double mod = std::fmod(vx, wx);
+  double div = (vx - mod) / wx;
+  if (mod != 0.0 && ((wx < 0) != (mod < 0))) div -= 1.0;
+  if (div == 0.0) return std::copysign(0.0, vx / wx);
+  double floordiv = std::floor(div);
+  if (div - floordiv > 0.5) floordiv += 1.0;
+  return floordiv;
+}
+
+namespace {
+
+// Calls fn(T{}) with T the C++ type of d.
+template <class Fn>
+void with_any_dtype(DType d, Fn&& fn) {
+  switch (d) {
+    case DType::float32: fn(float{}); break;
+    case DType::float64: fn(double{}); break;
+    case DType::int8: fn(std::int8_t{}); break;
+    case DType::uint8: fn(std::uint8_t{}); break;
+    case DType::int16: fn(std::int16_t{}); break;
+    case DType::int32: fn(std::int32_t{}); break;
+    case DType::int64: fn(std::int64_t{}); break;
+  }
+}
+
+template <class Fn>
+void with_float_dtype(DType d, Fn&& fn) {
+  if (d == DType::float64) {
+    fn(double{});
+  } else {
+    fn(float{});
+  }
+}
+
+// double -> T as numba stores a float64 into an array element: round to nearest for floats, truncation
+// for integers. Integers saturate instead of hitting undefined behaviour when out of range (the
+// reference's result is platform-defined there).
+template <class T>
+inline T store_cast(double v) noexcept {
+  if constexpr (std::is_floating_point_v<T>) {
+    return static_cast<T>(v);
+  } else {
+    constexpr double lo = static_cast<double>(std::numeric_limits<T>::min());
+    constexpr double hi = static_cast<double>(std::numeric_limits<T>::max());
+    if (!(v > lo)) return v != v ? T(0) : std::numeric_limits<T>::min();
+    if (v >= hi) return std::numeric_limits<T>::max();
+    return static_cast<T>(v);
+  }
+}
+
+// The reference's running time bin (metavision_ml 4.2.1, shared by histo, diff, timesurface and the
+// quantized kernels): bins never decrease, and the bin only moves when t reaches the next bin's
+// integer threshold while the bin is not the last one. A bin >= `bins` is where the reference writes
+// out of bounds; it never changes again, so the kernels stop there.
+class BinClock {
+ public:
+  BinClock(Timestamp total, std::int64_t bins) noexcept
+      : dt_(static_cast<double>(total) / static_cast<double>(bins)), bins_(bins), threshold_(ceil_int(dt_)) {}
+
+  [[nodiscard]] double dt() const noexcept { return dt_; }
+
+  [[nodiscard]] std::int64_t bin(Timestamp t) noexcept {
+    if (t >= threshold_ && bin_ + 1 < bins_) [[unlikely]]
+      advance(t);
+    return bin_;
+  }
+
+ private:
+  static std::int64_t ceil_int(double v) noexcept {
+    const double c = std::ceil(v);
+    return c >= 9.2e18 ? std::numeric_limits<std::int64_t>::max() : static_cast<std::int64_t>(c);
+  }
+
+  void advance(Timestamp t) noexcept {
+    const double q = py_floordiv(static_cast<double>(t), dt_);  // t >= threshold >= 1, so q >= 0
+    if (!(q < static_cast<double>(bins_))) {
+      bin_ = bins_;
+      return;
+    }
+    bin_ = static_cast<std::int64_t>(q);
+    if (bin_ + 1 < bins_) threshold_ = ceil_int(static_cast<double>(bin_ + 1) * dt_);
+  }
+
+  double dt_;
+  std::int64_t bins_;
+  std::int64_t bin_ = 0;
+  std::int64_t threshold_;
+};
+
+// Geometry of a [bins, channels, height, width] tensor, in elements.
+struct Layout {
+  std::int64_t bins, channels, height, width;
+  [[nodiscard]] std::size_t plane() const noexcept { return static_cast<std::size_t>(height * width); }
+  [[nodiscard]] std::size_t index(std::int64_t b, std::int64_t c, std::uint32_t y,
+                                  std::uint32_t x) const noexcept {
+    return (static_cast<std::size_t>(b * channels + c) * static_cast<std::size_t>(height) + y) *
+               static_cast<std::size_t>(width) +
+           x;
+  }
+};
+
+// Walks the events with the reference's running bin, dropping the events it would write out of bounds
+// (bin >= bins, pixel outside the layout after >> ds). fn(event, bin, x, y).
+template <class Fn>
+inline void for_each_binned(std::span<const EventCD> events, Timestamp total, const Layout& l, int ds,
+                            Fn&& fn) {
+  BinClock clock(total, l.bins);
+  const auto width = static_cast<std::uint32_t>(std::min<std::int64_t>(l.width, 1 << 20));
+  const auto height = static_cast<std::uint32_t>(std::min<std::int64_t>(l.height, 1 << 20));
+  const unsigned shift = static_cast<unsigned>(ds);
+  for (const EventCD& e : events) {
+    const std::int64_t b = clock.bin(e.t);
+    if (b >= l.bins) break;
+    const std::uint32_t x = static_cast<std::uint32_t>(e.x) >> shift;
+    const std::uint32_t y = static_cast<std::uint32_t>(e.y) >> shift;
+    if (x >= width || y >= height) continue;
+    fn(e, b, x, y);
+  }
+}
+
+template <class T>
+void histo_impl(std::span<const EventCD> events, const TensorView& out, Timestamp total, int ds, double k) {
+  const Layout l{out.shape[0], 2, out.shape[2], out.shape[3]};
+  T* base = out.as<T>();
+  for_each_binned(events, total, l, ds,
+                  [&](const EventCD& e, std::int64_t b, std::uint32_t x, std::uint32_t y) {
+                    const auto p = static_cast<std::uint16_t>(e.p);
+                    if (p > 1) return;
+                    T& cell = base[l.index(b, p, y, x)];
+                    const double v = static_cast<double>(cell) + k;
+                    cell = v <= 1.0 ? store_cast<T>(v) : T(1);
+                  });
+}
+
+template <class T>
+void diff_impl(std::span<const EventCD> events, const TensorView& out, Timestamp total, int ds, double k) {
+  const Layout l{out.shape[0], 1, out.shape[2], out.shape[3]};
+  T* base = out.as<T>();
+  for_each_binned(events, total, l, ds,
+                  [&](const EventCD& e, std::int64_t b, std::uint32_t x, std::uint32_t y) {
+                    T& cell = base[l.index(b, 0, y, x)];
+                    if (e.p != 0) {
+                      const double v = static_cast<double>(cell) + k;
+                      cell = v <= 1.0 ? store_cast<T>(v) : T(1);
+                    } else {
+                      const double v = static_cast<double>(cell) - k;
+                      cell = v >= -1.0 ? store_cast<T>(v) : T(-1);
+                    }
+                  });
+}
+
+template <class T>
+void timesurface_impl(std::span<const EventCD> events, const TensorView& out, Timestamp total, int ds,
+                      bool normed) {
+  // multi_channel_timesurface views [T, C, H, W] as [T*C/2, 2, H, W]: same memory, more bins.
+  const Layout l{out.shape[0] * out.shape[1] / 2, 2, out.shape[2], out.shape[3]};
+  T* base = out.as<T>();
+  const double dt = static_cast<double>(total) / static_cast<double>(l.bins);
+  for_each_binned(events, total, l, ds,
+                  [&](const EventCD& e, std::int64_t b, std::uint32_t x, std::uint32_t y) {
+                    const auto p = static_cast<std::uint16_t>(e.p);
+                    if (p > 1) return;
+                    const double value = static_cast<double>(e.t) - static_cast<double>(b) * dt;
+                    if (!(value >= 0.0 && value < dt))
+                      return;  // the reference's guard against stale timestamps
+                    base[l.index(b, p, y, x)] = store_cast<T>(normed ? value / dt : value);
+                  });
+}
+
+template <class T>
+void event_cube_impl(std::span<const EventCD> events, const TensorView& out, Timestamp total, int ds,
+                     bool split, double k) {
+  const std::int64_t polarities = split ? 2 : 1;
+  const Layout l{out.shape[0] * out.shape[1] / polarities, polarities, out.shape[2], out.shape[3]};
+  const std::int64_t n = l.bins;
+  const auto un = static_cast<std::uint64_t>(n);
+  const double total_d = static_cast<double>(total);
+  const double n_d = static_cast<double>(n);
+  const auto width = static_cast<std::uint32_t>(std::min<std::int64_t>(l.width, 1 << 20));
+  const auto height = static_cast<std::uint32_t>(std::min<std::int64_t>(l.height, 1 << 20));
+  const unsigned shift = static_cast<unsigned>(ds);
+  T* base = out.as<T>();
+  auto accumulate = [k](T& cell, double w) {
+    const double v = static_cast<double>(cell) + w * k;
+    cell = static_cast<T>(std::max(-1.0, std::min(v, 1.0)));
+  };
+  for (const EventCD& e : events) {
+    const std::uint32_t x = static_cast<std::uint32_t>(e.x) >> shift;
+    const std::uint32_t y = static_cast<std::uint32_t>(e.y) >> shift;
+    if (x >= width || y >= height) continue;
+    std::int64_t channel = 0;
+    if (split) {
+      const auto p = static_cast<std::uint16_t>(e.p);
+      if (p > 1) continue;
+      channel = p;
+    }
+    // (t * n) / total as numba evaluates it: int64 product (wrapping), true division in float64.
+    const auto tn = static_cast<std::int64_t>(static_cast<std::uint64_t>(e.t) * un);
+    const double s = static_cast<double>(tn) / total_d - 0.5;
+    if (!(s >= -1.0 && s < n_d)) continue;  // neither neighbouring micro-bin is in [0, n)
+    const auto left = static_cast<std::int64_t>(std::floor(s));
+    double wl = std::max(0.0, 1.0 - std::abs(static_cast<double>(left) - s));
+    double wr = 1.0 - wl;
+    if (!split && e.p == 0) {
+      wl = -wl;
+      wr = -wr;
+    }
+    if (left >= 0) accumulate(base[l.index(left, channel, y, x)], wl);
+    if (left + 1 < n) accumulate(base[l.index(left + 1, channel, y, x)], wr);
+  }
+}
+
+// Per-thread zeroed scratch for the full-resolution counters of the quantized kernels with ds > 0, kept
+// between calls so that a worker does not reallocate it for every window.
+std::uint8_t* zeroed_scratch(std::size_t bytes) {
+  thread_local std::unique_ptr<std::uint8_t[]> buffer;
+  thread_local std::size_t capacity = 0;
+  if (bytes > capacity) {
+    buffer.reset();
+    buffer = std::make_unique_for_overwrite<std::uint8_t[]>(bytes);
+    capacity = bytes;
+  }
+  std::memset(buffer.get(), 0, bytes);
+  return buffer.get();
+}
+
+// Full-resolution layout of the quantized counters: H << ds by W << ds, limited to the 16-bit coordinate
+// range (rows and columns beyond it can hold no event, so their counters stay 0).
+Layout full_resolution(const TensorView& out, int ds, std::int64_t channels) {
+  const std::int64_t h = std::min<std::int64_t>(out.shape[2] << ds, 65536);
+  const std::int64_t w = std::min<std::int64_t>(out.shape[3] << ds, 65536);
+  const Layout l{out.shape[0], channels, h, w};
+  const double bytes = static_cast<double>(l.bins) * static_cast<double>(channels) * static_cast<double>(h) *
+                       static_cast<double>(w);
+  if (bytes > static_cast<double>(std::size_t{1} << 32))
+    throw ConfigError("quantized preprocessing: downsampling_factor " + std::to_string(ds) +
+                      " needs full-resolution counters larger than 4 GiB for this output");
+  return l;
+}
+
+// Average pooling of the reference (_downsampling_quantized): out += counts[.., r::s, c::s] for r, c in
+// row-major order, then out /= s*s, each step rounded in T like numpy's in-place array operations.
+template <class T, class Counter>
+void pool(const Counter* counts, const Layout& full, const TensorView& out, int ds) {
+  const std::int64_t s = std::int64_t{1} << ds;
+  const double area = static_cast<double>(s * s);
+  const std::int64_t height = out.shape[2], width = out.shape[3];
+  T* o = out.as<T>();
+  for (std::int64_t bc = 0; bc < full.bins * full.channels; ++bc) {
+    const Counter* plane = counts + static_cast<std::size_t>(bc) * full.plane();
+    T* dst = o + static_cast<std::size_t>(bc * height * width);
+    for (std::int64_t y = 0; y < height; ++y) {
+      for (std::int64_t x = 0; x < width; ++x) {
+        T v = dst[y * width + x];
+        for (std::int64_t r = 0; r < s; ++r) {
+          const std::int64_t row = y * s + r;
+          for (std::int64_t c = 0; c < s; ++c) {
+            const std::int64_t col = x * s + c;
+            const T count = (row < full.height && col < full.width)
+                                ? static_cast<T>(plane[static_cast<std::size_t>(row * full.width + col)])
+                                : T(0);
+            v = static_cast<T>(v + count);
+          }
+        }
+        dst[y * width + x] = static_cast<T>(static_cast<double>(v) / area);
+      }
+    }
+  }
+}
+
+template <class T>
+void divide_all(const TensorView& out, double divisor) {
+  T* o = out.as<T>();
+  const std::size_t n = out.numel();
+  for (std::size_t i = 0; i < n; ++i) o[i] = static_cast<T>(static_cast<double>(o[i]) / divisor);
+}
+
+// Counting with the reference's saturation rule, on counters of type Cell (the output itself at ds 0,
+// int8/uint8 scratch otherwise). Coordinates are not shifted: counting is at full resolution.
+template <class Cell>
+void count_diff(std::span<const EventCD> events, Cell* base, const Layout& l, Timestamp total, int pos_clamp,
+                int neg_clamp) {
+  const double pos = pos_clamp, neg = -static_cast<double>(neg_clamp);
+  for_each_binned(events, total, l, 0,
+                  [&](const EventCD& e, std::int64_t b, std::uint32_t x, std::uint32_t y) {
+                    Cell& cell = base[l.index(b, 0, y, x)];
+                    const double v = static_cast<double>(cell);
+                    if (e.p != 0) {
+                      if (v + 1.0 <= pos) cell = static_cast<Cell>(v + 1.0);
+                    } else {
+                      if (v - 1.0 >= neg) cell = static_cast<Cell>(v - 1.0);
+                    }
+                  });
+}
+
+template <class Cell>
+void count_histo(std::span<const EventCD> events, Cell* base, const Layout& l, Timestamp total, int off_clamp,
+                 int on_clamp) {
+  const double clamps[2] = {static_cast<double>(off_clamp), static_cast<double>(on_clamp)};
+  for_each_binned(events, total, l, 0,
+                  [&](const EventCD& e, std::int64_t b, std::uint32_t x, std::uint32_t y) {
+                    const auto p = static_cast<std::uint16_t>(e.p);
+                    if (p > 1) return;
+                    Cell& cell = base[l.index(b, p, y, x)];
+                    const double v = static_cast<double>(cell);
+                    if (v + 1.0 <= clamps[p]) cell = static_cast<Cell>(v + 1.0);
+                  });
+}
+
+}  // namespace
+
+void histo(std::span<const EventCD> events, const TensorView& out, Timestamp total, int ds, double k) {
+  with_any_dtype(out.dtype, [&](auto tag) { histo_impl<decltype(tag)>(events, out, total, ds, k); });
+}
+
+void diff(std::span<const EventCD> events, const TensorView& out, Timestamp total, int ds, double k) {
+  with_any_dtype(out.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (std::is_signed_v<T>) diff_impl<T>(events, out, total, ds, k);
+  });
+}
+
+void timesurface(std::span<const EventCD> events, const TensorView& out, Timestamp total, int ds,
+                 bool normed) {
+  with_any_dtype(out.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (sizeof(T) >= 4) timesurface_impl<T>(events, out, total, ds, normed);
+  });
+}
+
+void event_cube(std::span<const EventCD> events, const TensorView& out, Timestamp total, int ds, bool split,
+                double k) {
+  with_float_dtype(out.dtype,
+                   [&](auto tag) { event_cube_impl<decltype(tag)>(events, out, total, ds, split, k); });
+}
+
+void diff_quantized(std::span<const EventCD> events, const TensorView& out, Timestamp total, int ds, int nbl,
+                    bool normalization) {
+  const int neg_clamp = 1 << (nbl - 1);
+  const int pos_clamp = neg_clamp - 1;
+  if (ds == 0) {
+    const Layout l{out.shape[0], 1, out.shape[2], out.shape[3]};
+    if (out.dtype == DType::int8) {
+      count_diff(events, out.as<std::int8_t>(), l, total, pos_clamp, neg_clamp);
+      return;
+    }
+    with_float_dtype(out.dtype, [&](auto tag) {
+      using T = decltype(tag);
+      count_diff(events, out.as<T>(), l, total, pos_clamp, neg_clamp);
+      if (normalization) divide_all<T>(out, neg_clamp);
+    });
+    return;
+  }
+  const Layout full = full_resolution(out, ds, 1);
+  auto* counts =
+      reinterpret_cast<std::int8_t*>(zeroed_scratch(full.plane() * static_cast<std::size_t>(full.bins)));
+  count_diff(events, counts, full, total, pos_clamp, neg_clamp);
+  with_float_dtype(out.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    pool<T>(counts, full, out, ds);
+    if (normalization) divide_all<T>(out, neg_clamp);
+  });
+}
+
+void histo_quantized(std::span<const EventCD> events, const TensorView& out, Timestamp total, int ds, int nbl,
+                     int tbl, bool normalization) {
+  const int off_clamp = (1 << nbl) - 1;
+  const int on_clamp = (1 << (tbl - nbl)) - 1;
+  const double max_clamp = std::max(off_clamp, on_clamp);
+  if (ds == 0) {
+    const Layout l{out.shape[0], 2, out.shape[2], out.shape[3]};
+    if (out.dtype == DType::uint8) {
+      count_histo(events, out.as<std::uint8_t>(), l, total, off_clamp, on_clamp);
+      return;
+    }
+    with_float_dtype(out.dtype, [&](auto tag) {
+      using T = decltype(tag);
+      count_histo(events, out.as<T>(), l, total, off_clamp, on_clamp);
+      if (normalization) divide_all<T>(out, max_clamp);
+    });
+    return;
+  }
+  const Layout full = full_resolution(out, ds, 2);
+  std::uint8_t* counts = zeroed_scratch(full.plane() * static_cast<std::size_t>(full.bins * 2));
+  count_histo(events, counts, full, total, off_clamp, on_clamp);
+  with_float_dtype(out.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    pool<T>(counts, full, out, ds);
+    if (normalization) divide_all<T>(out, max_clamp);
+  });
+}
+
+}  // namespace evloader::preprocess_detail
