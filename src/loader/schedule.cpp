@@ -63,7 +63,9 @@ SlotTable build_slots(const std::vector<ScheduleRecording>& recordings, const st
   bool first = true;
   for (const auto& cum : table.cumulative) {
     const auto n = static_cast<std::size_t>((cum.empty() ? 0 : cum.back()) / window);
-    table.batches = first ? n : (o.padding ? std::max(table.batches, n) : std::min(table.batches, n));
+    // Ranks are padded to a common length anyway, so no rank drops the tail of its longer slots.
+    const bool pad = o.padding || o.world_size > 1;
+    table.batches = first ? n : (pad ? std::max(table.batches, n) : std::min(table.batches, n));
     first = false;
   }
   return table;

@@ -31,7 +31,10 @@ struct ScheduleOptions {
   bool shuffle = false;    ///< shuffle the order of the chunks with `seed`
   std::uint64_t seed = 0;
   int rank = 0;            ///< this process's share of the recordings ...
-  int world_size = 1;      ///< ... out of world_size disjoint shares, balanced by duration
+  /// ... out of world_size disjoint shares, balanced by duration. With world_size > 1 every rank pads to
+  /// the longest rank's number of batches (so a torch.distributed job never hangs), and so never drops
+  /// the tail of its longer slots either.
+  int world_size = 1;
   Timestamp rounding_tolerance = 1000;  ///< a remainder within this of a whole window is rounded up
 };
 
