@@ -1,0 +1,1 @@
+"""metavision_core module paths on evloader."""

@@ -1,0 +1,1 @@
+"""``metavision_core.utils`` (get_sample arrives with the samples)."""

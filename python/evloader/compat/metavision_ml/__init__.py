@@ -1,0 +1,1 @@
+"""metavision_ml module paths on evloader."""

@@ -1,0 +1,1 @@
+"""metavision_ml.detection_tracking."""
