@@ -92,10 +92,31 @@ void AreaResizer::resize_fast(const float* src, float* dst) const {
     }
     return;
   }
-  // Generic block mean: samples in row-major order inside the block, summed four at a time as OpenCV's
-  // unrolled loop does, then one multiplication by 1 / area.
   const int area = fx_ * fy_;
   const float scale = 1.f / static_cast<float>(area);
+  if (fx_ % 4 == 0) {
+    // OpenCV sums the block in row-major order, four samples at a time; with a width that is a multiple of
+    // four every group of four lies within one source row, so the same additions, in the same order, can
+    // run row by row into a per-column accumulator (contiguous loads, no offset table).
+    std::vector<float> acc(static_cast<std::size_t>(dst_w_));
+    for (int dy = 0; dy < dst_h_; ++dy) {
+      std::fill(acc.begin(), acc.end(), 0.f);
+      for (int sy = 0; sy < fy_; ++sy) {
+        const float* row = src + (static_cast<std::size_t>(dy) * fy_ + sy) * sw;
+        for (int dx = 0; dx < dst_w_; ++dx) {
+          const float* s = row + static_cast<std::size_t>(dx) * fx_;
+          float a = acc[static_cast<std::size_t>(dx)];
+          for (int g = 0; g < fx_; g += 4) a += s[g] + s[g + 1] + s[g + 2] + s[g + 3];
+          acc[static_cast<std::size_t>(dx)] = a;
+        }
+      }
+      float* out = dst + static_cast<std::size_t>(dy) * dst_w_;
+      for (int dx = 0; dx < dst_w_; ++dx) out[dx] = acc[static_cast<std::size_t>(dx)] * scale;
+    }
+    return;
+  }
+  // Generic block mean: samples in row-major order inside the block, summed four at a time as OpenCV's
+  // unrolled loop does, then one multiplication by 1 / area.
   std::vector<std::size_t> ofs(static_cast<std::size_t>(area));
   for (int sy = 0, k = 0; sy < fy_; ++sy)
     for (int sx = 0; sx < fx_; ++sx)

@@ -1049,6 +1049,13 @@ void TensorFileReader::read_frames(std::int64_t first, std::int64_t count, int h
         m.fetch(first + f, 1, reinterpret_cast<std::byte*>(dst), packed);
         continue;
       }
+      if (resize && info.dtype == TensorDtype::float32 && !info.store_as_uint8) {
+        // Inflate straight into the float frame that gets resized: no conversion pass.
+        full.resize(m.frame_elems);
+        m.fetch(first + f, 1, reinterpret_cast<std::byte*>(full.data()), packed);
+        resizer->resize(full.data(), dst, static_cast<std::size_t>(info.channels));
+        continue;
+      }
       raw.resize(m.frame_bytes);
       m.fetch(first + f, 1, raw.data(), packed);
       src = raw.data();
