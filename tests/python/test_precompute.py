@@ -363,6 +363,23 @@ def test_real_recordings(real_dir, tmp_path, registry):
     assert evt3.get_size() == (720, 1280) and evt3.start_ts == 11715000
     assert round(float(frames3.astype(np.float64).sum()) * big) == 219596
     assert round(float(frames3[:, 1].astype(np.float64).sum()) * big) == 115532
+    # AEDAT4 (DVXplorer, 320x240) and a DAT file without a size (N-CARS: --sensor-width/--sensor-height).
+    aedat, ncars = real_dir / "dvxplorer_sample.aedat4", real_dir / "ncars_sample_td.dat"
+    if aedat.exists() and ncars.exists():
+        pc.precompute([aedat], out / "aedat", "histo", delta_t=50000, preprocess_kwargs={"max_incr_per_pixel": big},
+                      jobs=1, progress=False)
+        r, frames = read_frames(out / "aedat" / "dvxplorer_sample.h5")
+        assert r.get_size() == (240, 320) and r.start_ts == 1605537493700000
+        assert round(float(frames.astype(np.float64).sum()) * big) == 111954
+        assert round(float(frames[:, 1].astype(np.float64).sum()) * big) == 55023
+        with pytest.raises(ValueError, match="sensor size is unknown"):
+            pc.precompute([ncars], out / "ncars", "histo", progress=False)
+        pc.precompute([ncars], out / "ncars", "histo", delta_t=20000, sensor_size=(64, 128),
+                      preprocess_kwargs={"max_incr_per_pixel": big}, progress=False)
+        r, frames = read_frames(out / "ncars" / "ncars_sample.h5")
+        assert r.get_size() == (64, 128) and r.start_ts == 0 and len(r) == 99952 // 20000 + 1
+        assert round(float(frames.astype(np.float64).sum()) * big) == 2009
+        assert round(float(frames[:, 1].astype(np.float64).sum()) * big) == 1350
     # The HDF5 event file holds the same events: same frames (when the HDF5 event reader is available).
     h5_events = real_dir / "evt2_gen3_faery.hdf5"
     if h5_events.exists():
