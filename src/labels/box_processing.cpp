@@ -22,14 +22,15 @@ namespace {
 
 constexpr float kNan = std::numeric_limits<float>::quiet_NaN();
 
-// np.maximum / np.minimum: NaN propagates (std::max would return the other operand).
+// np.maximum / np.minimum: NaN propagates (std::max would return the other operand) and a tie returns the
+// second operand; np.clip keeps the value on a tie (-0.0 stays -0.0), NaN included.
 inline float np_max(float a, float b) noexcept {
   return (std::isnan(a) || std::isnan(b)) ? kNan : (a > b ? a : b);
 }
 inline float np_min(float a, float b) noexcept {
   return (std::isnan(a) || std::isnan(b)) ? kNan : (a < b ? a : b);
 }
-inline float np_clip(float v, float lo, float hi) noexcept { return np_min(np_max(v, lo), hi); }
+inline float np_clip(float v, float lo, float hi) noexcept { return v < lo ? lo : (v > hi ? hi : v); }
 
 // numpy's float32 -> int16 cast on x86-64: truncate to int32 (NaN and out-of-range values give INT32_MIN),
 // then keep the low 16 bits. Written without undefined behaviour.
