@@ -83,6 +83,12 @@ class DatReader final : public EventReader {
 
   std::uint64_t data_size() const noexcept override { return file_.size(); }
 
+  std::uint64_t estimated_remaining_events() const noexcept override {
+    if (info_.type == DatEventType::ext_trigger) return 0;
+    const std::uint64_t end = info_.data_offset + info_.record_count * 8;
+    return position_ < end ? (end - position_) / 8 : 0;
+  }
+
   IndexKey index_key() const override {
     IndexKey key;
     key.file_size = file_.size();

@@ -123,6 +123,7 @@ EventBuffer EventReader::load_delta_t(Timestamp dt) {
 void EventReader::load_n_events(std::uint64_t n, EventBuffer& out) {
   if (n < 1) throw ConfigError("load_n_events: n_events must be >= 1");
   out.clear();
+  out.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(n, pending_left() + estimated_remaining_events())));
   while (out.size() < n && fill()) {
     const std::size_t avail = pending_.size() - pending_pos_;
     take_pending(static_cast<std::size_t>(std::min<std::uint64_t>(avail, n - out.size())), out);
@@ -162,6 +163,8 @@ EventBuffer EventReader::load_mixed(std::uint64_t n, Timestamp dt) {
 
 EventBuffer EventReader::load_all() {
   EventBuffer out;
+  // One allocation for the whole read: growing a large buffer re-copies it and faults fresh pages each time.
+  out.reserve(static_cast<std::size_t>(pending_left() + estimated_remaining_events()));
   while (fill()) take_pending(pending_.size() - pending_pos_, out);
   if (!out.empty()) current_time_ = out[out.size() - 1].t;
   return out;

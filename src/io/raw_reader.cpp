@@ -87,6 +87,13 @@ class RawReader final : public EventReader {
 
   std::uint64_t data_size() const noexcept override { return file_.size(); }
 
+  std::uint64_t estimated_remaining_events() const noexcept override {
+    const std::uint64_t left = position_ < file_.size() ? file_.size() - position_ : 0;
+    // About one event per word in real streams (EVT3 vectors pack more, EVT3 time words fewer); EVT2.1
+    // words are vectors of up to 32 pixels, typically a few.
+    return format_.encoding == RawEncoding::evt21 ? left / 2 : left / decoder_->word_size();
+  }
+
   IndexKey index_key() const override {
     IndexKey key;
     key.file_size = file_.size();

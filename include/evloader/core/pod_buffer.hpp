@@ -5,14 +5,47 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <span>
 #include <type_traits>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "evloader/core/types.hpp"
 
 namespace evloader {
+
+namespace detail {
+
+struct FreeDeleter {
+  void operator()(void* p) const noexcept { std::free(p); }
+};
+
+/// Uninitialised memory for `bytes`. Large blocks are 2 MiB-aligned and asked for transparent huge pages
+/// (as numpy does): on these machines the page faults of the first write to fresh memory cost more than
+/// decoding into it, and huge pages cut them 512-fold.
+inline void* allocate_bytes(std::size_t bytes) {
+  constexpr std::size_t kHugePage = std::size_t{2} << 20;
+  void* p = nullptr;
+  if (bytes >= 2 * kHugePage) {
+    const std::size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+    p = std::aligned_alloc(kHugePage, rounded);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (p) ::madvise(p, rounded, MADV_HUGEPAGE);
+#endif
+  } else {
+    p = std::malloc(bytes ? bytes : 1);
+  }
+  if (!p) throw std::bad_alloc();
+  return p;
+}
+
+}  // namespace detail
 
 template <class T>
 class PodBuffer {
@@ -34,8 +67,8 @@ class PodBuffer {
   [[nodiscard]] std::size_t size() const noexcept { return size_; }
   [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
   [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
-  [[nodiscard]] T& operator[](std::size_t i) noexcept { return data_[i]; }
-  [[nodiscard]] const T& operator[](std::size_t i) const noexcept { return data_[i]; }
+  [[nodiscard]] T& operator[](std::size_t i) noexcept { return data_.get()[i]; }
+  [[nodiscard]] const T& operator[](std::size_t i) const noexcept { return data_.get()[i]; }
   [[nodiscard]] T* begin() noexcept { return data(); }
   [[nodiscard]] T* end() noexcept { return data() + size_; }
   [[nodiscard]] const T* begin() const noexcept { return data(); }
@@ -48,7 +81,7 @@ class PodBuffer {
   void reserve(std::size_t n) {
     if (n <= capacity_) return;
     std::size_t grown = std::max(n, capacity_ + capacity_ / 2);
-    std::unique_ptr<T[]> fresh(new T[grown]);  // default-init: no zero fill for trivial T
+    std::unique_ptr<T, detail::FreeDeleter> fresh(static_cast<T*>(detail::allocate_bytes(grown * sizeof(T))));
     if (size_ != 0) std::memcpy(fresh.get(), data_.get(), size_ * sizeof(T));
     data_ = std::move(fresh);
     capacity_ = grown;
@@ -88,7 +121,7 @@ class PodBuffer {
   void truncate(std::size_t n) noexcept { size_ = std::min(n, size_); }
 
  private:
-  std::unique_ptr<T[]> data_;
+  std::unique_ptr<T, detail::FreeDeleter> data_;  // never zero-filled: only written records are read
   std::size_t size_ = 0;
   std::size_t capacity_ = 0;
 };

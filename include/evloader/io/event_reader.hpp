@@ -131,6 +131,9 @@ class EventReader {
   [[nodiscard]] virtual IndexKey index_key() const = 0;
   /// The format's time shift under TimeOrigin::metavision, when it can be known without a full decode.
   [[nodiscard]] virtual Timestamp probe_metavision_shift() = 0;
+  /// A generous guess of the CD events not yet decoded, to size output buffers once (reserving is
+  /// cheap: untouched memory costs nothing). 0 when unknown.
+  [[nodiscard]] virtual std::uint64_t estimated_remaining_events() const noexcept { return 0; }
 
   /// Subclasses call this at the end of their constructor.
   void finish_open();
@@ -142,6 +145,7 @@ class EventReader {
 
  private:
   bool fill();  // decode until at least one pending event or the end
+  [[nodiscard]] std::uint64_t pending_left() const noexcept { return pending_.size() - pending_pos_; }
   void take_pending(std::size_t n, EventBuffer& out);
   void ensure_index();
   void position_at(const IndexEntry& entry);
