@@ -158,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--height", type=int, default=480)
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(run=_cmd_synth)
+
+    from .precompute import add_precompute_parser
+
+    add_precompute_parser(commands)
     return parser
 
 

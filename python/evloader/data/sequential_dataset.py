@@ -18,10 +18,6 @@ import numpy as np
 from .. import _core
 from .scheduler import FileMetadata, Scheduler, get_original_size_file, is_precomputed
 
-BUILTIN_KERNELS = ("diff", "diff_quantized", "histo", "histo_quantized", "timesurface", "event_cube",
-                   "event_cube_paper", "multi_channel_timesurface")
-
-
 def load_labels_stub(metadata, start_time, duration, tensor):
     """The template of a label function: one empty label per time bin, no bin labelled."""
     import torch
@@ -105,7 +101,7 @@ class SequentialDataset:
         entry = preprocessing.get_preprocess_dict(name)  # ValueError for unknown names
         if entry["cin"] != channels and name not in ("event_cube", "multi_channel_timesurface"):
             raise ValueError(f"preprocessing {name!r} has {entry['cin']} channels, array_dim asks for {channels}")
-        if name not in BUILTIN_KERNELS:
+        if not preprocessing.is_native_preprocessing(name):
             fn = entry["events_to_tensor"]
             kwargs = {k: v for k, v in {**entry["kwargs"], **self.preprocess_kwargs}.items()
                       if k != "preprocess_dtype"}
