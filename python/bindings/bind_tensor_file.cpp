@@ -85,14 +85,16 @@ void bind_tensor_file_classes(nb::module_& m) {
       .def(
           "__init__",
           [](TensorFileWriter* self, const std::filesystem::path& path, const TensorFileInfo& info,
-             int compression_level, std::int64_t grow_by) {
+             int compression_level, std::int64_t grow_by, int compression_threads) {
             TensorFileWriterOptions options;
             options.compression_level = compression_level;
             options.grow_by = grow_by;
+            options.compression_threads = compression_threads;
             nb::gil_scoped_release unlocked;
             new (self) TensorFileWriter(path, info, options);
           },
-          nb::arg("path"), nb::arg("info"), nb::arg("compression_level") = 4, nb::arg("grow_by") = 100)
+          nb::arg("path"), nb::arg("info"), nb::arg("compression_level") = 4, nb::arg("grow_by") = 100,
+          nb::arg("compression_threads") = 1)
       .def(
           "write",
           [](TensorFileWriter& w, nb::ndarray<nb::c_contig, nb::device::cpu> frames,

@@ -139,6 +139,7 @@ class _Config:
     store_as_uint8: bool
     reader_options: dict
     overwrite: bool
+    compression_threads: int = 1
 
 
 def _downsampling(cfg: _Config, sensor: Tuple[int, int], path: str) -> Tuple[int, int, int]:
@@ -232,7 +233,8 @@ class _Job:
         self.renames.append((temp, final))
         return TensorFileWriter(temp, cfg.preprocess, shape, cfg.delta_t, sensor, dtype=cfg.dtype,
                                 store_as_uint8=cfg.store_as_uint8, mode=cfg.mode, n_events=cfg.n_events,
-                                kwargs=cfg.stored_kwargs, start_ts=start_ts)
+                                kwargs=cfg.stored_kwargs, start_ts=start_ts,
+                                compression_threads=cfg.compression_threads)
 
     def _compute(self) -> int:
         cfg = self.cfg
@@ -474,6 +476,9 @@ def precompute(inputs: Sequence[str], output_dir: str, preprocess: str = "histo"
                   bool(store_as_uint8), reader_options, bool(overwrite))
 
     recordings, root = _collect_inputs(inputs)
+    # gzip dominates; cores left over when there are fewer recordings than jobs compress frames in parallel.
+    workers = min(int(jobs), len(recordings))
+    cfg.compression_threads = max(1, min(int(jobs), os.cpu_count() or 1) // workers)
     output_dir = os.path.abspath(os.fspath(output_dir))
     cancel = threading.Event()
     jobs_list = [_Job(p, root, output_dir, cfg, cancel) for p in recordings]
@@ -492,7 +497,7 @@ def precompute(inputs: Sequence[str], output_dir: str, preprocess: str = "histo"
         from tqdm import tqdm
 
         bar = tqdm(total=len(jobs_list), unit="file", desc="precompute", file=sys.stderr, dynamic_ncols=True)
-    pool = ThreadPoolExecutor(max_workers=min(int(jobs), len(jobs_list)), thread_name_prefix="evloader-precompute")
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="evloader-precompute")
     futures = {pool.submit(job.run): i for i, job in enumerate(jobs_list)}
     try:
         pending = set(futures)

@@ -248,12 +248,14 @@ class TensorFileWriter:
     stored as attributes (bool, int, float, str). ``start_ts`` (optional) is stored as the ``start_ts``
     attribute. In ``mode="n_events"``, ``delta_t`` must be 0 and :meth:`write` takes ``last_timestamps``.
     Frames are compressed outside the HDF5 lock with the GIL released: writers of different files on
-    different threads run in parallel.
+    different threads run in parallel, and ``compression_threads`` > 1 also splits the frames of each
+    :meth:`write` call over that many threads (gzip is most of the cost of writing).
     """
 
     def __init__(self, path, events_to_tensor: str, shape, delta_t: int, event_input_size,
                  dtype=np.float32, store_as_uint8: bool = False, mode: str = "delta_t", n_events: int = 0,
-                 kwargs: Optional[dict] = None, start_ts: Optional[int] = None, compression_level: int = 4):
+                 kwargs: Optional[dict] = None, start_ts: Optional[int] = None, compression_level: int = 4,
+                 compression_threads: int = 1):
         if mode not in _MODES:
             raise _core.ConfigError(f"mode must be 'delta_t' or 'n_events', got {mode!r}")
         c, h, w = (int(v) for v in shape)
@@ -274,7 +276,8 @@ class TensorFileWriter:
         info.kwargs = {str(k): _attr_value(k, v) for k, v in (kwargs or {}).items()
                        if k != "preprocess_dtype" and v is not None}
         self._mode = mode
-        self._writer = _core.TensorFileWriter(os.fspath(path), info, int(compression_level))
+        self._writer = _core.TensorFileWriter(os.fspath(path), info, int(compression_level), 100,
+                                              int(compression_threads))
 
     @property
     def index(self) -> int:

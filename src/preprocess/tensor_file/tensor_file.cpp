@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <thread>
 #include <type_traits>
 #include <utility>
 
@@ -393,6 +394,7 @@ struct TensorFileWriter::Impl {
   std::int64_t stamps_extent = 0;
   std::size_t frame_elems = 0;
   std::unique_ptr<libdeflate_compressor, CompressorDeleter> compressor;
+  std::vector<std::uint8_t> zero_blob;  // the compressed all-zero frame, made on first use
   bool closed = false;
 
   void close_handles_locked() {
@@ -424,6 +426,7 @@ TensorFileWriter::TensorFileWriter(const std::filesystem::path& path, const Tens
   if (options.compression_level < 0 || options.compression_level > 12)
     config("compression_level must be in 0..12, got " + std::to_string(options.compression_level));
   if (options.grow_by < 1) config("grow_by must be >= 1");
+  if (options.compression_threads < 1) config("compression_threads must be >= 1");
   for (const auto& [name, value] : info.kwargs) {
     (void)value;
     if (name.empty() || is_reserved(name)) config("attribute name '" + name + "' is reserved or empty");
@@ -592,14 +595,50 @@ void TensorFileWriter::write(const void* frames, std::int64_t count,
       quantise(static_cast<const double*>(frames));
     source = reinterpret_cast<const std::byte*>(quantised.data());
   }
-  const std::size_t bound = libdeflate_zlib_compress_bound(m.compressor.get(), stored_bytes);
-  std::vector<std::uint8_t> packed(bound * static_cast<std::size_t>(count));
-  std::vector<std::size_t> sizes(static_cast<std::size_t>(count));
-  for (std::int64_t f = 0; f < count; ++f) {
-    const std::size_t fi = static_cast<std::size_t>(f);
-    sizes[fi] = libdeflate_zlib_compress(m.compressor.get(), source + fi * stored_bytes, stored_bytes,
-                                         packed.data() + fi * bound, bound);
-    if (sizes[fi] == 0) throw IoError(m.path.string() + ": gzip compression failed");
+  // Frames of zeros (frequent in sparse recordings) reuse one compressed chunk; the others are compressed
+  // by up to options.compression_threads threads, each with its own compressor.
+  std::vector<std::vector<std::uint8_t>> blobs(static_cast<std::size_t>(count));
+  std::vector<char> failed(static_cast<std::size_t>(count), 0);
+  auto compress_range = [&](std::int64_t from, std::int64_t to, libdeflate_compressor* c) {
+    std::vector<std::uint8_t> scratch;
+    for (std::int64_t f = from; f < to; ++f) {
+      const std::size_t fi = static_cast<std::size_t>(f);
+      const std::byte* frame = source + fi * stored_bytes;
+      if (std::all_of(frame, frame + stored_bytes, [](std::byte b) { return b == std::byte{0}; })) continue;
+      if (!c) {
+        failed[fi] = 1;
+        continue;
+      }
+      scratch.resize(libdeflate_zlib_compress_bound(c, stored_bytes));
+      const std::size_t size =
+          libdeflate_zlib_compress(c, frame, stored_bytes, scratch.data(), scratch.size());
+      if (size == 0) failed[fi] = 1;
+      blobs[fi].assign(scratch.begin(), scratch.begin() + static_cast<std::ptrdiff_t>(size));
+    }
+  };
+  const int threads = static_cast<int>(std::clamp<std::int64_t>(m.options.compression_threads, 1, count));
+  if (threads == 1) {
+    compress_range(0, count, m.compressor.get());
+  } else {
+    std::vector<std::thread> pool;
+    for (int t = 1; t < threads; ++t)
+      pool.emplace_back([&, t] {
+        std::unique_ptr<libdeflate_compressor, CompressorDeleter> c(
+            libdeflate_alloc_compressor(m.options.compression_level));
+        compress_range(count * t / threads, count * (t + 1) / threads, c.get());
+      });
+    compress_range(0, count / threads, m.compressor.get());
+    for (auto& th : pool) th.join();
+  }
+  if (std::any_of(failed.begin(), failed.end(), [](char v) { return v != 0; }))
+    throw IoError(m.path.string() + ": gzip compression failed");
+  if (m.zero_blob.empty() &&
+      std::any_of(blobs.begin(), blobs.end(), [](const auto& b) { return b.empty(); })) {
+    const std::vector<std::byte> zeros(stored_bytes);
+    m.zero_blob.resize(libdeflate_zlib_compress_bound(m.compressor.get(), stored_bytes));
+    m.zero_blob.resize(libdeflate_zlib_compress(m.compressor.get(), zeros.data(), stored_bytes,
+                                                m.zero_blob.data(), m.zero_blob.size()));
+    if (m.zero_blob.empty()) throw IoError(m.path.string() + ": gzip compression failed");
   }
 
   Hdf5Lock lock;
@@ -612,9 +651,10 @@ void TensorFileWriter::write(const void* frames, std::int64_t count,
     m.extent += grow;
   }
   for (std::int64_t f = 0; f < count; ++f) {
-    const std::size_t fi = static_cast<std::size_t>(f);
+    const auto& blob =
+        blobs[static_cast<std::size_t>(f)].empty() ? m.zero_blob : blobs[static_cast<std::size_t>(f)];
     const hsize_t offset[4] = {static_cast<hsize_t>(m.index + f), 0, 0, 0};
-    if (H5Dwrite_chunk(m.data.get(), H5P_DEFAULT, 0, offset, sizes[fi], packed.data() + fi * bound) < 0)
+    if (H5Dwrite_chunk(m.data.get(), H5P_DEFAULT, 0, offset, blob.size(), blob.data()) < 0)
       hdf5_io_error(m.path, "cannot write frame " + std::to_string(m.index + f));
   }
   if (m.info.mode == TensorMode::n_events) {

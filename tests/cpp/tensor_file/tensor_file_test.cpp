@@ -209,7 +209,7 @@ TEST(TensorFile, SetCursorDropsFramesAndCloseTrims) {
   const auto path = temp_file("cursor.h5");
   const auto frames = random_frames(5 * 2 * 8 * 12, 3);
   {
-    TensorFileWriter w(path, histo_info(), {.compression_level = 1, .grow_by = 2});
+    TensorFileWriter w(path, histo_info(), {.compression_level = 1, .grow_by = 2, .compression_threads = 3});
     w.write(frames);
     w.set_cursor(3);
     EXPECT_THROW(w.set_cursor(4), ConfigError);
@@ -218,6 +218,24 @@ TEST(TensorFile, SetCursorDropsFramesAndCloseTrims) {
   EXPECT_EQ(r.num_frames(), 3);
   const auto back = read_all(r);
   EXPECT_TRUE(std::equal(back.begin(), back.end(), frames.begin()));
+}
+
+TEST(TensorFile, ZeroFramesAndCompressionThreads) {
+  const auto path = temp_file("zeros_threads.h5");
+  const std::size_t frame = 2 * 8 * 12;
+  auto frames = random_frames(frame * 11, 11);
+  for (int f : {0, 3, 4, 10}) std::fill_n(frames.begin() + f * frame, frame, 0.f);
+  {
+    TensorFileWriter w(path, histo_info(),
+                       {.compression_level = 6, .grow_by = 100, .compression_threads = 4});
+    w.write(std::span<const float>(frames.data(), frame * 2));
+    w.write(std::span<const float>(frames.data() + frame * 2, frame * 9));
+  }
+  TensorFileReader r(path);
+  EXPECT_EQ(read_all(r), frames);
+  EXPECT_THROW(TensorFileWriter(temp_file("bad_threads.h5"), histo_info(),
+                                {.compression_level = 4, .grow_by = 100, .compression_threads = 0}),
+               ConfigError);
 }
 
 TEST(TensorFile, WindowsPastTheEndReadAsZeros) {
