@@ -484,6 +484,9 @@ def precompute(inputs: Sequence[str], output_dir: str, preprocess: str = "histo"
     jobs_list = [_Job(p, root, output_dir, cfg, cancel) for p in recordings]
     targets: Dict[str, str] = {}
     for job in jobs_list:
+        if os.path.normpath(job.out_dir) == os.path.dirname(job.path):
+            # Outputs and re-timed labels would replace files of the dataset itself.
+            raise _core.ConfigError(f"{job.path}: the output folder must not be the recording's own folder")
         target = job.first_output()
         if target in targets:
             raise _core.ConfigError(f"{targets[target]} and {job.path} would both be written to {target}")

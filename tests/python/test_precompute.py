@@ -311,6 +311,8 @@ def test_bad_arguments(dataset, tmp_path, registry):
             pc.precompute([root], out, "histo", progress=False, **{"delta_t": 10000, **kwargs})
     with pytest.raises(OSError):
         pc.precompute([tmp_path / "nothing"], out, "histo", progress=False)
+    with pytest.raises(ValueError, match="own folder"):
+        pc.precompute([root / "train"], root / "train", "histo", progress=False)
     (root / "val" / "c.dat").write_bytes((root / "train" / "a_td.dat").read_bytes())
     with pytest.raises(ValueError, match="both be written"):
         pc.precompute([root / "val"], out, "histo", progress=False)
