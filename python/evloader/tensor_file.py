@@ -22,8 +22,15 @@ from . import _core
 
 __all__ = ["TensorFileReader", "TensorFileWriter", "area_resize", "get_duration", "get_original_size"]
 
-_MODES = {"delta_t": _core.TensorMode.delta_t, "n_events": _core.TensorMode.n_events}
+# A build without HDF5 (EVLOADER_WITH_HDF5=OFF) has no tensor files: the module imports, its classes refuse.
+HAVE_TENSOR_FILES = hasattr(_core, "TensorFileReader")
+_MODES = {"delta_t": _core.TensorMode.delta_t, "n_events": _core.TensorMode.n_events} if HAVE_TENSOR_FILES else {}
 _MODE_NAMES = {v: k for k, v in _MODES.items()}
+
+
+def _require_hdf5() -> None:
+    if not HAVE_TENSOR_FILES:
+        raise ImportError("this evloader was built without HDF5 (EVLOADER_WITH_HDF5=OFF): no tensor files")
 
 AttrValue = Union[bool, int, float, str]
 
@@ -48,6 +55,7 @@ def area_resize(src: np.ndarray, height: int, width: int, out: Optional[np.ndarr
     Equals ``cv2.resize(plane, (width, height), interpolation=cv2.INTER_AREA)`` per plane (block means for
     integer factors, OpenCV's area weights otherwise); upscaling is refused.
     """
+    _require_hdf5()
     src = np.ascontiguousarray(src, dtype=np.float32)
     if src.ndim < 2:
         raise _core.ConfigError("area_resize needs an array of at least 2 dimensions")
@@ -69,6 +77,7 @@ class TensorFileReader:
     """
 
     def __init__(self, path):
+        _require_hdf5()
         self._reader = _core.TensorFileReader(os.fspath(path))
         info = self._reader.info
         self._info = info
@@ -256,6 +265,7 @@ class TensorFileWriter:
                  dtype=np.float32, store_as_uint8: bool = False, mode: str = "delta_t", n_events: int = 0,
                  kwargs: Optional[dict] = None, start_ts: Optional[int] = None, compression_level: int = 4,
                  compression_threads: int = 1):
+        _require_hdf5()
         if mode not in _MODES:
             raise _core.ConfigError(f"mode must be 'delta_t' or 'n_events', got {mode!r}")
         c, h, w = (int(v) for v in shape)
