@@ -120,7 +120,8 @@ class PythonKernelSource final : public TensorSource {
     nb::ndarray<nb::numpy, float, nb::ndim<4>> tensor(out, 4, dims, nb::handle(), strides);
     PodBuffer<EventCD> copy;
     copy.append(events_.view());
-    kernel_(records_to_numpy(std::move(copy)), tensor, duration);
+    // rv_policy::reference: a view of the batch, not a copy (nanobind copies owner-less arrays by default).
+    kernel_(records_to_numpy(std::move(copy)), nb::cast(tensor, nb::rv_policy::reference), duration);
   }
 
  private:
@@ -170,7 +171,7 @@ class LoaderEngine {
                                 static_cast<std::size_t>(shape.height), static_cast<std::size_t>(shape.width)};
         nb::ndarray<nb::numpy, float, nb::ndim<4>> tensor(batch.data() + batch.offset(0, slot), 4, dims4,
                                                           nb::handle(), strides);
-        nb::object result = (*hook)(item_tuple(item), tensor);
+        nb::object result = (*hook)(item_tuple(item), nb::cast(tensor, nb::rv_policy::reference));
         // The Python side normalises the mask to bytes (one 0/1 byte per time bin).
         auto [values, mask] = nb::cast<std::pair<nb::object, nb::bytes>>(result);
         if (mask.size() != static_cast<std::size_t>(shape.num_tbins))

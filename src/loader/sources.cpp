@@ -29,10 +29,10 @@ class EventSource final : public TensorSource {
               std::shared_ptr<const Preprocessor> preprocessor, int ds, const BatchShape& shape)
       : reader_(EventReader::open(path, options)), preprocessor_(std::move(preprocessor)), ds_(ds),
         shape_(shape) {
-    const TensorView probe(nullptr, preprocessor_->dtype(),
-                           {shape.num_tbins, shape.channels, shape.height, shape.width});
-    preprocessor_->check(probe, 1, ds_, false);  // fail at open, naming the problem, not per batch
-    scratch_.resize(probe.nbytes());
+    const std::array<std::int64_t, 4> dims{shape.num_tbins, shape.channels, shape.height, shape.width};
+    scratch_.resize(TensorView(nullptr, preprocessor_->dtype(), dims).nbytes());
+    // Fail at open, naming the problem, rather than at every batch.
+    preprocessor_->check(TensorView(scratch_.data(), preprocessor_->dtype(), dims), 1, ds_, false);
   }
 
   void read(Timestamp start, Timestamp duration, float* out, std::size_t t_stride) override {
