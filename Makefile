@@ -10,7 +10,7 @@ REAL_DATA ?= ../shared/data/real
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 APT_LIBS := libgtest-dev libgmock-dev libbenchmark-dev clang-format libhdf5-dev liblz4-dev libzstd-dev libdeflate-dev
-PY_DEPS := "scikit-build-core>=0.10" "nanobind>=2.0" "numpy>=1.22" pytest tqdm h5py
+PY_DEPS := "scikit-build-core>=0.10" "nanobind>=2.0" "numpy>=1.22" pytest tqdm h5py opencv-python-headless torch==2.13.0
 
 .PHONY: deps build install test test-cpp test-python test-asan demo bench format clean
 
@@ -24,7 +24,7 @@ deps:
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
-	@$(PY) -c "import scikit_build_core, nanobind, numpy, pytest, tqdm, h5py" 2>/dev/null || \
+	@$(PY) -c "import scikit_build_core, nanobind, numpy, pytest, tqdm, h5py, cv2, torch" 2>/dev/null || \
 	  $(PIP) install -q $(PY_DEPS)
 
 build: deps
