@@ -21,6 +21,7 @@ void bind_hdf5(nb::module_& m);       // empty when built without HDF5
 void bind_tensor_file(nb::module_& m);  // empty when built without HDF5
 void bind_labels(nb::module_& m);
 void bind_loader(nb::module_& m);
+void bind_stream(nb::module_& m);
 
 /// Records as a numpy uint8 array of shape [n, sizeof(T)] that owns the buffer (no copy); the Python
 /// layer views it with the matching structured dtype.

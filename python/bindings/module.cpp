@@ -11,4 +11,5 @@ NB_MODULE(_core, m) {
   evloader::python::bind_tensor_file(m);
   evloader::python::bind_labels(m);
   evloader::python::bind_loader(m);
+  evloader::python::bind_stream(m);
 }
