@@ -170,6 +170,8 @@ class KwargReader {
   const Kwargs& kwargs_;
 };
 
+void zero(const TensorView& out) { std::memset(out.data, 0, out.nbytes()); }
+
 std::string dtype_list(const Preprocessor& p, int ds) {
   std::string out;
   for (DType d : kAllDTypes)
@@ -194,12 +196,13 @@ class IncrementPreprocessor final : public Preprocessor {
  protected:
   std::string channel_rule() const override { return "exactly " + std::to_string(channels()); }
   void run_checked(std::span<const EventCD> events, const TensorView& out, Timestamp total, int ds,
-                   bool) const override {
+                   bool reset) const override {
     const double k = max_incr_ ? 1.0 / (*max_incr_ * std::ldexp(1.0, 2 * ds)) : 1.0;
     if (is_diff_) {
+      if (reset) zero(out);
       pd::diff(events, out, total, ds, k);
     } else {
-      pd::histo(events, out, total, ds, k);
+      pd::histo(events, out, total, ds, k, reset);  // with reset it writes every cell itself
     }
   }
 
@@ -226,7 +229,8 @@ class TimesurfacePreprocessor final : public Preprocessor {
  protected:
   std::string channel_rule() const override { return multi_ ? "an even count >= 2" : "exactly 2"; }
   void run_checked(std::span<const EventCD> events, const TensorView& out, Timestamp total, int ds,
-                   bool) const override {
+                   bool reset) const override {
+    if (reset) zero(out);
     pd::timesurface(events, out, total, ds, normed_);
   }
 
@@ -251,7 +255,8 @@ class EventCubePreprocessor final : public Preprocessor {
     return split_ ? "an even count (pairs of OFF, ON micro-bins)" : "at least 1";
   }
   void run_checked(std::span<const EventCD> events, const TensorView& out, Timestamp total, int ds,
-                   bool) const override {
+                   bool reset) const override {
+    if (reset) zero(out);
     const double k = max_incr_ ? 1.0 / (*max_incr_ * std::ldexp(1.0, 2 * ds)) : 1.0;
     pd::event_cube(events, out, total, ds, split_, k);
   }
@@ -281,11 +286,12 @@ class QuantizedPreprocessor final : public Preprocessor {
  protected:
   std::string channel_rule() const override { return "exactly " + std::to_string(channels()); }
   void run_checked(std::span<const EventCD> events, const TensorView& out, Timestamp total, int ds,
-                   bool) const override {
+                   bool reset) const override {
+    if (reset) zero(out);
     if (is_diff_) {
-      pd::diff_quantized(events, out, total, ds, nbl_, normalization_);
+      pd::diff_quantized(events, out, total, ds, nbl_, normalization_, reset);
     } else {
-      pd::histo_quantized(events, out, total, ds, nbl_, tbl_, normalization_);
+      pd::histo_quantized(events, out, total, ds, nbl_, tbl_, normalization_, reset);
     }
   }
 
@@ -324,8 +330,8 @@ void Preprocessor::check(const TensorView& out, Timestamp total_tbins_delta_t, i
 void Preprocessor::run(std::span<const EventCD> events, const TensorView& out, Timestamp total_tbins_delta_t,
                        int downsampling_factor, bool reset) const {
   check(out, total_tbins_delta_t, downsampling_factor, !events.empty());
-  if (reset) std::memset(out.data, 0, out.nbytes());
-  // Even without events the kernel runs: quantized kernels rescale the output (pooling, normalisation).
+  // Even without events the kernel runs: it zeroes the output (reset), and quantized kernels rescale it
+  // (pooling, normalisation).
   run_checked(events, out, total_tbins_delta_t, downsampling_factor, reset);
 }
 

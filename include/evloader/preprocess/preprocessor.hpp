@@ -77,7 +77,7 @@ class Preprocessor {
       : name_(std::move(name)), channels_(channels), dtype_(dtype), kwargs_(std::move(kwargs)) {}
   /// The channel counts accepted, in words, for error messages.
   [[nodiscard]] virtual std::string channel_rule() const = 0;
-  /// The kernel proper; arguments already checked.
+  /// The kernel proper, which zeroes `out` first when `reset`; arguments already checked.
   virtual void run_checked(std::span<const EventCD> events, const TensorView& out, Timestamp total, int ds,
                            bool reset) const = 0;
 
