@@ -117,6 +117,10 @@ TEST(ClipBoxes, ClipsInPlaceAndDropsThinBoxes) {
   EXPECT_EQ(kept[1], box(1, 95, 10, 5, 10));
   EXPECT_EQ(boxes[0], box(0, 0, 0, 15, 15));  // input clipped in place
   EXPECT_EQ(boxes[2].w, 1.5f);
+  // np.clip keeps a value equal to a bound as it is: -0.0 stays -0.0.
+  std::vector<EventBbox> signed_zero = {box(0, -0.0f, 5, 10, 10)};
+  (void)clip_boxes(signed_zero, 100, 100);
+  EXPECT_TRUE(std::signbit(signed_zero[0].x));
 }
 
 TEST(RescaleBoxes, ScalesInPlaceByFloat32Ratios) {
