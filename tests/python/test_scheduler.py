@@ -97,7 +97,7 @@ def test_shuffle_is_seeded_and_reschedule_keeps_labels_and_padding():
     b.shuffle(7)
     assert [a[i] for i in range(len(a))] == [b[i] for i in range(len(b))]
     b.shuffle(8)
-    assert [a[i][0].path for i in range(len(a))] != [b[i][0].path for i in range(len(b))]
+    assert [getattr(a[i][0], "path", None) for i in range(len(a))] != [getattr(b[i][0], "path", None) for i in range(len(b))]
     a.reschedule(max_consecutive_batch=2)
     assert a.padding
     labelled = [a[i][0] for i in range(len(a)) if not a[i][0].is_padding()]
