@@ -11,6 +11,8 @@
 #include <nanobind/stl/unique_ptr.h>
 #include <nanobind/stl/vector.h>
 
+#include <mutex>
+
 #include "bindings.hpp"
 #include "evloader/core/error.hpp"
 #include "evloader/io/dat.hpp"
@@ -27,15 +29,57 @@ namespace {
 using EventBytes = nb::ndarray<nb::numpy, std::uint8_t, nb::ndim<2>>;
 using InputBytes = nb::ndarray<std::uint8_t, nb::c_contig, nb::device::cpu>;
 
-// Run `fn` on the reader without the GIL, then hand the events to numpy.
+// Event buffers whose numpy arrays were released, kept for the next read: a streaming loop
+// (`while ...: events = reader.load_n_events(n)`) then decodes into memory it already touched instead of
+// paying the first-write page faults of fresh memory on every call.
+class EventBufferPool {
+ public:
+  static EventBufferPool& global() {
+    static auto* pool = new EventBufferPool;  // never destroyed: arrays may outlive module teardown
+    return *pool;
+  }
+  EventBuffer take() {
+    std::lock_guard lock(mutex_);
+    if (free_.empty()) return {};
+    EventBuffer b = std::move(free_.back());
+    free_.pop_back();
+    b.clear();
+    return b;
+  }
+  void give(EventBuffer&& b) {
+    if (b.capacity() * sizeof(EventCD) > kMaxKeptBytes) return;
+    std::lock_guard lock(mutex_);
+    if (free_.size() < kMaxKept) free_.push_back(std::move(b));
+  }
+
+ private:
+  static constexpr std::size_t kMaxKept = 4;
+  static constexpr std::size_t kMaxKeptBytes = std::size_t{256} << 20;
+  std::mutex mutex_;
+  std::vector<EventBuffer> free_;
+};
+
+EventBytes pooled_to_numpy(EventBuffer&& buffer) {
+  auto* owned = new EventBuffer(std::move(buffer));
+  nb::capsule owner(owned, [](void* p) noexcept {
+    auto* b = static_cast<EventBuffer*>(p);
+    EventBufferPool::global().give(std::move(*b));
+    delete b;
+  });
+  static std::uint8_t empty_storage[sizeof(EventCD)] = {};
+  auto* data = owned->size() ? reinterpret_cast<std::uint8_t*>(owned->data()) : empty_storage;
+  return EventBytes(data, {owned->size(), sizeof(EventCD)}, owner);
+}
+
+// Run `fn(buffer)` on the reader without the GIL, into a recycled buffer, then hand the events to numpy.
 template <class Fn>
 EventBytes released(Fn&& fn) {
-  EventBuffer out;
+  EventBuffer out = EventBufferPool::global().take();
   {
     nb::gil_scoped_release unlocked;
-    out = fn();
+    fn(out);
   }
-  return records_to_numpy(std::move(out));
+  return pooled_to_numpy(std::move(out));
 }
 
 void bind_enums(nb::module_& m) {
@@ -110,18 +154,19 @@ void bind_reader(nb::module_& m) {
       .def_prop_ro("encoding_name", &EventReader::encoding_name)
       .def_prop_ro("geometry", &EventReader::geometry)
       .def_prop_ro("header", &EventReader::header)
-      .def("load_delta_t", [](EventReader& r, Timestamp dt) { return released([&] { return r.load_delta_t(dt); }); })
+      .def("load_delta_t",
+           [](EventReader& r, Timestamp dt) { return released([&](EventBuffer& b) { r.load_delta_t(dt, b); }); })
       .def("load_n_events",
            [](EventReader& r, std::int64_t n) {
              if (n < 1) throw ConfigError("load_n_events: n_events must be >= 1");
-             return released([&] { return r.load_n_events(static_cast<std::uint64_t>(n)); });
+             return released([&](EventBuffer& b) { r.load_n_events(static_cast<std::uint64_t>(n), b); });
            })
       .def("load_mixed",
            [](EventReader& r, std::int64_t n, Timestamp dt) {
              if (n < 1) throw ConfigError("load_mixed: n_events must be >= 1");
-             return released([&] { return r.load_mixed(static_cast<std::uint64_t>(n), dt); });
+             return released([&](EventBuffer& b) { r.load_mixed(static_cast<std::uint64_t>(n), dt, b); });
            })
-      .def("load_all", [](EventReader& r) { return released([&] { return r.load_all(); }); })
+      .def("load_all", [](EventReader& r) { return released([&](EventBuffer& b) { b = r.load_all(); }); })
       .def("take_triggers", [](EventReader& r) { return records_to_numpy(r.take_triggers()); })
       .def("seek_time", &EventReader::seek_time, nb::call_guard<nb::gil_scoped_release>())
       .def(
