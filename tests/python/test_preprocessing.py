@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -345,7 +346,7 @@ def test_kernels_match_numpy_reference_on_random_events(case, sort):
     name, kwargs, dtype, channels, dss = case
     rng = np.random.default_rng(hash((name, str(kwargs), sort)) % 2 ** 32)
     for ds in dss:
-        for num_tbins in (1, 2, 3, 5):
+        for num_tbins in (1, 2, 3, 4, 5):
             height, width = 12, 20
             total = int(rng.choice([1000, 997, 50001, 7]))
             events = make_events(rng, 3000, width << ds, height << ds, total, num_tbins, sort=sort, beyond=20)
@@ -477,6 +478,33 @@ def test_threads_give_the_serial_results():
     for th in threads:
         th.join()
     assert not errors
+
+
+def test_kernels_release_the_gil():
+    # While one thread is inside a long kernel call, this thread keeps running Python code.
+    rng = np.random.default_rng(2)
+    events = make_events(rng, 3_000_000, 256, 256, 10_000_000, 5, edges=False)
+    out = np.zeros((5, 6, 256, 256), np.float32)
+    done = threading.Event()
+
+    def worker():
+        pp.event_cube(events, out, 10_000_000)
+        done.set()
+
+    t0 = time.perf_counter()
+    pp.event_cube(events, out, 10_000_000)
+    solo = time.perf_counter() - t0
+    th = threading.Thread(target=worker)
+    last = time.perf_counter()
+    longest_stall = 0.0
+    th.start()
+    while not done.is_set():
+        now = time.perf_counter()
+        longest_stall = max(longest_stall, now - last)
+        last = now
+    th.join()
+    # holding the GIL would stall this loop for the whole call
+    assert longest_stall < solo / 2, (longest_stall, solo)
 
 
 def test_writes_in_place_without_copies():
