@@ -12,7 +12,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_LIBS := libgtest-dev libgmock-dev libbenchmark-dev clang-format libhdf5-dev liblz4-dev libzstd-dev libdeflate-dev
 PY_DEPS := "scikit-build-core>=0.10" "nanobind>=2.0" "numpy>=1.22" pytest tqdm h5py opencv-python-headless torch==2.13.0
 
-.PHONY: deps build install test test-cpp test-python test-asan demo bench format clean
+.PHONY: deps build install test test-cpp test-python test-asan test-tsan demo bench format clean
 
 deps:
 	@missing=""; \
@@ -48,6 +48,13 @@ test-asan: deps
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS)
+
+# ThreadSanitizer build of the C++ tests (the loader engine, the shared readers and stores).
+test-tsan: deps
+	cmake -S . -B build/tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEVLOADER_BUILD_TESTS=ON \
+	  -DEVLOADER_SANITIZE=thread
+	cmake --build build/tsan -j $(JOBS)
+	TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build/tsan --output-on-failure -j $(JOBS)
 
 # Until the training demo exists: describe the real sample recordings, or synthetic ones without ../shared.
 demo: install
