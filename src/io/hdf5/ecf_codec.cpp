@@ -102,26 +102,49 @@ bool decode_ys(Cursor& c, EventCD* out, std::size_t n) noexcept {
   return true;
 }
 
+// For each 5-bit mask, the offsets (1..5) of the flagged neighbours in increasing x, and their count.
+struct MaskTable {
+  std::uint8_t offsets[32][5] = {};
+  std::uint8_t count[32] = {};
+  constexpr MaskTable() {
+    for (unsigned m = 0; m < 32; ++m)
+      for (unsigned j = 0; j < 5; ++j)
+        if (m & (16u >> j)) offsets[m][count[m]++] = static_cast<std::uint8_t>(j + 1);
+  }
+};
+constexpr MaskTable kMasks;
+
 bool decode_xs_masked(Cursor& c, EventCD* out, std::size_t n) noexcept {
   std::size_t i = 0;
+  // Fast path while a word's 6 possible values fit: store all 6 without branches; the ones past the
+  // word's own count are overwritten by the next word.
+  while (n - i >= 6) {
+    if (c.left() < 2) return c.fail("x stream truncated");
+    const unsigned w = load_u16(c.p);
+    c.p += 2;
+    const unsigned x = w >> 5;
+    const unsigned mask = w & 31;
+    const std::uint8_t* off = kMasks.offsets[mask];
+    EventCD* e = out + i;
+    e[0].x = static_cast<std::uint16_t>(x);
+    e[1].x = static_cast<std::uint16_t>(x + off[0]);
+    e[2].x = static_cast<std::uint16_t>(x + off[1]);
+    e[3].x = static_cast<std::uint16_t>(x + off[2]);
+    e[4].x = static_cast<std::uint16_t>(x + off[3]);
+    e[5].x = static_cast<std::uint16_t>(x + off[4]);
+    i += 1u + kMasks.count[mask];
+  }
   while (i < n) {
     if (c.left() < 2) return c.fail("x stream truncated");
     const unsigned w = load_u16(c.p);
     c.p += 2;
     const unsigned x = w >> 5;
     const unsigned mask = w & 31;
-    if (n - i >= 6) {
-      out[i++].x = static_cast<std::uint16_t>(x);
-      // Bit 4 flags x+1, bit 0 flags x+5, emitted in increasing x.
-      for (unsigned j = 0; j < 5; ++j)
-        if (mask & (16u >> j)) out[i++].x = static_cast<std::uint16_t>(x + j + 1);
-    } else {
-      // The last word may flag pixels past the chunk's end (the reference encoder reads beyond its
-      // events there): they are not events, drop them.
-      out[i++].x = static_cast<std::uint16_t>(x);
-      for (unsigned j = 0; j < 5 && i < n; ++j)
-        if (mask & (16u >> j)) out[i++].x = static_cast<std::uint16_t>(x + j + 1);
-    }
+    // The last word may flag pixels past the chunk's end (the reference encoder reads beyond its
+    // events there): they are not events, drop them.
+    out[i++].x = static_cast<std::uint16_t>(x);
+    for (unsigned k = 0; k < kMasks.count[mask] && i < n; ++k)
+      out[i++].x = static_cast<std::uint16_t>(x + kMasks.offsets[mask][k]);
   }
   return true;
 }

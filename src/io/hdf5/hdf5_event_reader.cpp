@@ -129,6 +129,9 @@ class Hdf5EventReader final : public EventReader {
 
   std::uint64_t data_size() const noexcept override { return n_events_ * sizeof(EventCD); }
 
+  // Exact: the dataset's length (events outside the geometry, dropped, are the only difference).
+  std::uint64_t estimated_remaining_events() const noexcept override { return n_events_ - next_event_; }
+
   IndexKey index_key() const override {
     IndexKey key;
     key.file_size = file_info_.size();
