@@ -40,11 +40,16 @@ POS_COLOR = np.array([216, 223, 236], dtype=np.uint8)
 NEG_COLOR = np.array([64, 126, 201], dtype=np.uint8)
 
 _KERNEL_DTYPES = ("float32", "float64", "int8", "uint8", "int16", "int32", "int64")
+# dtype -> name by lookup: numpy's dtype.name is computed in Python at every access (microseconds). Only
+# native byte order matches.
+_DTYPE_NAMES = {np.dtype(n): n for n in _KERNEL_DTYPES}
 
 
 def _kwarg_value(key: str, value: Any):
     """A kwarg as the core takes it: None, bool, int, float or str (numpy scalars and dtypes converted)."""
-    if value is None or isinstance(value, (bool, str)):
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    if isinstance(value, (bool, str)):
         return value
     if isinstance(value, np.bool_):
         return bool(value)
@@ -61,6 +66,8 @@ def _kwarg_value(key: str, value: Any):
 
 
 def _integer(name: str, what: str, value) -> int:
+    if type(value) is int:
+        return value
     if isinstance(value, (bool, np.bool_)):
         raise _core.ConfigError(f"{name}: {what} must be an integer, got {value!r}")
     if isinstance(value, numbers.Integral):
@@ -78,9 +85,10 @@ def _preprocessor(name: str, items: tuple) -> "_core.Preprocessor":
 def _run(name: str, events, output_array, total_tbins_delta_t, downsampling_factor, reset, kwargs) -> None:
     if not isinstance(output_array, np.ndarray):
         raise _core.ConfigError(f"{name}: output_array must be a numpy array, got {type(output_array).__name__}")
-    if output_array.dtype.name not in _KERNEL_DTYPES or output_array.dtype.byteorder == ">":
+    dtype_name = _DTYPE_NAMES.get(output_array.dtype)
+    if dtype_name is None:
         raise _core.ConfigError(f"{name}: output dtype {output_array.dtype} is not supported "
-                                f"(use one of {', '.join(_KERNEL_DTYPES)})")
+                                f"(use one of {', '.join(_KERNEL_DTYPES)}, native byte order)")
     if output_array.ndim != 4:
         raise _core.ConfigError(f"{name}: output_array must be [T, C, H, W], got shape {output_array.shape}")
     if not output_array.flags.c_contiguous:
@@ -90,7 +98,7 @@ def _run(name: str, events, output_array, total_tbins_delta_t, downsampling_fact
     items = {k: _kwarg_value(k, v) for k, v in kwargs.items()}
     # The output decides the dtype; a preprocess_dtype among the kwargs (registry kwargs passed as they
     # are) only describes what a loader would allocate.
-    items["preprocess_dtype"] = output_array.dtype.name
+    items["preprocess_dtype"] = dtype_name
     pre = _preprocessor(name, tuple(sorted(items.items())))
     total = _integer(name, "total_tbins_delta_t", total_tbins_delta_t)
     ds = _integer(name, "downsampling_factor", downsampling_factor)
@@ -147,9 +155,6 @@ def histo_quantized(events, output_array, total_tbins_delta_t, downsampling_fact
 # ---------------------------------------------------------------------------------------------------------
 # Visualisations (C++): [H, W, 3] uint8 RGB images of one time bin [C, H, W].
 
-_VIZ_DTYPES = frozenset(_KERNEL_DTYPES)
-
-
 def _frame(im, min_channels: int = 1) -> np.ndarray:
     """[C, H, W] C-contiguous in a dtype the core reads (others are converted to float32, as the
     reference's astype(np.float32) would)."""
@@ -160,7 +165,7 @@ def _frame(im, min_channels: int = 1) -> np.ndarray:
         raise _core.ConfigError(f"expected a [C, H, W] or [H, W] array, got shape {im.shape}")
     if im.shape[0] < min_channels:
         raise _core.ConfigError(f"expected at least {min_channels} channels, got shape {im.shape}")
-    if im.dtype.name not in _VIZ_DTYPES or im.dtype.byteorder == ">":
+    if im.dtype not in _DTYPE_NAMES:
         im = im.astype(np.float32)
     return np.ascontiguousarray(im)
 
