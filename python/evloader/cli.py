@@ -162,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .precompute import add_precompute_parser
 
     add_precompute_parser(commands)
+    from .samples.dataset import add_sample_parser; add_sample_parser(commands)  # noqa: E402,E702
+    from .demo import add_demo_parser; add_demo_parser(commands)  # noqa: E402,E702
     return parser
 
 
