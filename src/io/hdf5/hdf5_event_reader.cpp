@@ -28,6 +28,8 @@ constexpr std::uint64_t kBlockEvents = 64 * 1024;
 
 std::uint64_t mix(std::uint64_t h, std::uint64_t v) { return (h ^ v) * 1099511628211ull; }
 
+__extension__ using Uint128 = unsigned __int128;  // GCC and Clang; __extension__ keeps -Wpedantic quiet
+
 std::optional<std::int64_t> parse_int(const std::string& text) {
   std::int64_t v = 0;
   const char* b = text.data();
@@ -106,16 +108,25 @@ class Hdf5EventReader final : public EventReader {
     return true;
   }
 
+  // The time index stores the dataset position in state.time. Its byte_offset must stay within the file
+  // and never decrease (the index loader checks both), and only the start may equal the first entry's
+  // (the base class rewinds for that one): the event position scaled to [1, file size], 0 at the start.
   IndexEntry source_position() const override {
     IndexEntry e;
-    e.byte_offset = next_event_ * sizeof(EventCD);
+    const std::uint64_t size = file_info_.size();
+    if (next_event_ > 0 && n_events_ > 0 && size > 0) {
+      const auto scaled = static_cast<Uint128>(next_event_) * (size - 1) / n_events_;
+      e.byte_offset = 1 + static_cast<std::uint64_t>(scaled);
+    }
+    e.state.time = static_cast<std::int64_t>(next_event_);
     e.state.time_base = static_cast<std::int64_t>(trigger_cursor_);
     e.state.last_event_t = last_event_t_;
     return e;
   }
 
   void restore_source(const IndexEntry& position) override {
-    next_event_ = std::min<std::uint64_t>(position.byte_offset / sizeof(EventCD), n_events_);
+    next_event_ = std::min<std::uint64_t>(
+        static_cast<std::uint64_t>(std::max<std::int64_t>(0, position.state.time)), n_events_);
     trigger_cursor_ = std::min<std::size_t>(
         static_cast<std::size_t>(std::max<std::int64_t>(0, position.state.time_base)), all_triggers_.size());
     last_event_t_ = position.state.last_event_t;
@@ -127,7 +138,7 @@ class Hdf5EventReader final : public EventReader {
     last_event_t_ = std::numeric_limits<Timestamp>::min();
   }
 
-  std::uint64_t data_size() const noexcept override { return n_events_ * sizeof(EventCD); }
+  std::uint64_t data_size() const noexcept override { return file_info_.size(); }
 
   // Exact: the dataset's length (events outside the geometry, dropped, are the only difference).
   std::uint64_t estimated_remaining_events() const noexcept override { return n_events_ - next_event_; }
@@ -140,7 +151,7 @@ class Hdf5EventReader final : public EventReader {
     h = mix(h, static_cast<std::uint64_t>(geometry_.width));
     h = mix(h, static_cast<std::uint64_t>(geometry_.height));
     h = mix(h, options_.decode_triggers ? 1 : 0);
-    h = mix(h, 0x48444635ECF00001ull);  // bump when the HDF5 decoding semantics change
+    h = mix(h, 0x48444635ECF00002ull);  // bump when the HDF5 decoding semantics change
     key.decode_signature = h;
     return key;
   }

@@ -269,6 +269,27 @@ TEST(Aedat4Reader, RealSampleSeeksLikeALinearScan) {
   }
 }
 
+TEST(Aedat4Reader, SidecarIndexIsReloaded) {
+  const auto events = sample_events(20000, 14);
+  std::vector<Packet> packets;
+  for (std::size_t i = 0; i < events.size(); i += 3000)
+    packets.push_back(
+        {0,
+         events_packet({events.begin() + static_cast<std::ptrdiff_t>(i),
+                        events.begin() + static_cast<std::ptrdiff_t>(std::min(i + 3000, events.size()))})});
+  const auto path = save("indexed.aedat4", aedat4_file(packets, 3, true));
+  std::filesystem::remove(sidecar_index_path(path));
+  int calls = 0;
+  EventReader::open(path)->build_index([&](std::uint64_t, std::uint64_t) { ++calls; });
+  EXPECT_GT(calls, 0);
+  calls = 0;
+  auto reader = EventReader::open(path);
+  reader->build_index([&](std::uint64_t, std::uint64_t) { ++calls; });
+  EXPECT_EQ(calls, 0) << "the sidecar index was rebuilt instead of loaded";
+  reader->seek_event(12345);
+  EXPECT_EQ(reader->load_n_events(1)[0], events[12345]);
+}
+
 // Random flips in the real file's packets: FormatError or events, never a crash (ASan build).
 TEST(Aedat4Reader, SurvivesDamagedPackets) {
   if (dvxplorer().empty()) GTEST_SKIP() << "../shared/data/real not found";

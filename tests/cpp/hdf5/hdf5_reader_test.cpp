@@ -247,6 +247,51 @@ TEST_F(Hdf5Files, TriggersComeOutInTimeWithTheirBlocks) {
   EXPECT_EQ(plain->take_triggers().size(), 0u);
 }
 
+// The index saved next to the recording is valid for the index loader (offsets within the file, in
+// order) and is loaded, not rebuilt, by the next reader; seeking through it matches a linear scan.
+TEST_F(Hdf5Files, SidecarIndexIsReloadedAndSeeksCorrectly) {
+  test::StreamShape shape;
+  shape.t_start = 77'000'000;
+  const auto events = test::random_events(300000, 12, shape);
+  const auto triggers = test::random_triggers(100, 13, events.front().t, events.back().t);
+  Hdf5WriterOptions options;
+  options.chunk_events = 10000;
+  const auto path = write("sidecar.hdf5", events, options, triggers);
+  std::filesystem::remove(sidecar_index_path(path));
+  ReaderOptions sidecar;
+  int calls = 0;
+  {
+    auto first = EventReader::open(path, sidecar);
+    first->build_index([&](std::uint64_t done, std::uint64_t total) {
+      EXPECT_LE(done, total);
+      ++calls;
+    });
+    EXPECT_EQ(first->index_path(), sidecar_index_path(path));
+  }
+  EXPECT_GT(calls, 0);
+  calls = 0;
+  auto second = EventReader::open(path, sidecar);
+  second->build_index([&](std::uint64_t, std::uint64_t) { ++calls; });
+  EXPECT_EQ(calls, 0) << "the sidecar index was rebuilt instead of loaded";
+  EXPECT_EQ(second->event_count(), events.size());
+  EXPECT_EQ(second->trigger_count(), triggers.size());
+  for (std::size_t k : {0u, 1u, 9999u, 10000u, 123457u, 299999u}) {
+    second->seek_time(events[k].t);
+    const auto first_at = std::lower_bound(events.begin(), events.end(), events[k].t,
+                                           [](const EventCD& e, Timestamp v) { return e.t < v; });
+    EXPECT_EQ(second->current_event_index(), static_cast<std::uint64_t>(first_at - events.begin()));
+    EXPECT_EQ(second->load_n_events(1)[0], *first_at);
+    second->seek_event(k);
+    EXPECT_EQ(second->load_n_events(1)[0], events[k]);
+  }
+  second->seek_time(events[150000].t);
+  (void)second->load_all();
+  auto late = second->take_triggers();
+  std::size_t expected = 0;
+  for (const auto& t : triggers) expected += t.t >= events[150000].t;
+  EXPECT_EQ(late.size(), expected);
+}
+
 TEST_F(Hdf5Files, TimeShiftAttributeAppliesWithMetavisionOrigin) {
   test::StreamShape shape;
   shape.t_start = 5'000'000;
