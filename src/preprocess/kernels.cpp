@@ -190,13 +190,11 @@ void diff_impl(std::span<const EventCD> events, const TensorView& out, Timestamp
         return static_cast<std::int64_t>(l.index(b, 0, y, x));
       },
       [k](T& cell, const EventCD& e, std::int64_t) {
-        if (e.p != 0) {
-          const double v = static_cast<double>(cell) + k;
-          cell = v <= 1.0 ? store_cast<T>(v) : T(1);
-        } else {
-          const double v = static_cast<double>(cell) - k;
-          cell = v >= -1.0 ? store_cast<T>(v) : T(-1);
-        }
+        // ON: min(v + k, 1), OFF: max(v - k, -1), selected without a branch (polarities alternate
+        // unpredictably).
+        const double v = static_cast<double>(cell);
+        const double candidates[2] = {std::max(v - k, -1.0), std::min(v + k, 1.0)};
+        cell = store_cast<T>(candidates[e.p != 0]);
       });
 }
 
@@ -425,11 +423,20 @@ void count_diff(std::span<const EventCD> events, Cell* base, const Layout& l, Ti
         return static_cast<std::int64_t>(l.index(b, 0, y, x));
       },
       [&](Cell& cell, const EventCD& e, std::int64_t) {
-        const double v = static_cast<double>(cell);
-        if (e.p != 0) {
-          if (v + 1.0 <= pos) cell = static_cast<Cell>(v + 1.0);
+        if constexpr (std::is_integral_v<Cell>) {
+          // branch-free: ON increments when the result stays <= pos, OFF decrements when it stays >= neg
+          const int v = cell;
+          const bool on = e.p != 0;
+          const int next = on ? v + 1 : v - 1;
+          const bool ok = on ? next <= pos_clamp : next >= -neg_clamp;
+          cell = static_cast<Cell>(ok ? next : v);
         } else {
-          if (v - 1.0 >= neg) cell = static_cast<Cell>(v - 1.0);
+          const double v = static_cast<double>(cell);
+          if (e.p != 0) {
+            if (v + 1.0 <= pos) cell = static_cast<Cell>(v + 1.0);
+          } else {
+            if (v - 1.0 >= neg) cell = static_cast<Cell>(v - 1.0);
+          }
         }
       });
 }
@@ -438,6 +445,7 @@ template <class Cell>
 void count_histo(std::span<const EventCD> events, Cell* base, const Layout& l, Timestamp total, int off_clamp,
                  int on_clamp) {
   const double clamps[2] = {static_cast<double>(off_clamp), static_cast<double>(on_clamp)};
+  const int int_clamps[2] = {off_clamp, on_clamp};
   for_each_binned(
       events, total, l, 0, base,
       [&](const EventCD& e, std::int64_t b, std::uint32_t x, std::uint32_t y) -> std::int64_t {
@@ -445,8 +453,13 @@ void count_histo(std::span<const EventCD> events, Cell* base, const Layout& l, T
         return p > 1 ? -1 : static_cast<std::int64_t>(l.index(b, p, y, x));
       },
       [&](Cell& cell, const EventCD& e, std::int64_t) {
-        const double v = static_cast<double>(cell);
-        if (v + 1.0 <= clamps[e.p]) cell = static_cast<Cell>(v + 1.0);
+        if constexpr (std::is_integral_v<Cell>) {
+          const int v = cell;
+          cell = static_cast<Cell>(v + (v + 1 <= int_clamps[e.p]));
+        } else {
+          const double v = static_cast<double>(cell);
+          if (v + 1.0 <= clamps[e.p]) cell = static_cast<Cell>(v + 1.0);
+        }
       });
 }
 
