@@ -37,6 +37,7 @@ LABEL_MAP_FILE = "label_map_dictionary.json"
 # Bumped whenever the simulator's output changes, so that stale generated datasets are not reused.
 GENERATOR_VERSION = 1
 _SCENARIO_CYCLE = ("mixed", "traffic", "mixed", "pedestrians")
+_FIXED_DATE = "2024-01-01 00:00:00"
 
 
 def split_counts(recordings: int) -> Dict[str, int]:
@@ -73,14 +74,16 @@ def write_recording(path_base: str, config: SimConfig, seed, formats: Sequence[s
         finals.append(final)
         return final + tag
 
+    # A fixed date in the RAW headers: the same seed gives the same bytes, whenever it runs.
+    header = {"date": _FIXED_DATE}
     if "evt3" in formats:
-        writers.append(RawWriter(temp(path_base + ".raw"), "evt3", w, h))
+        writers.append(RawWriter(temp(path_base + ".raw"), "evt3", w, h, extra_header=header))
     if "dat" in formats:
         writers.append(DatWriter(temp(path_base + "_td.dat"), w, h))
     if "evt3" in formats or "dat" in formats:
         label_files.append(path_base + "_bbox.npy")
     if "evt2" in formats:
-        writers.append(RawWriter(temp(evt2_base + ".raw"), "evt2", w, h))
+        writers.append(RawWriter(temp(evt2_base + ".raw"), "evt2", w, h, extra_header=header))
         label_files.append(evt2_base + "_bbox.npy")
     first = finals[0]
     try:

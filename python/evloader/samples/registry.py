@@ -31,12 +31,12 @@ _WHERE_FROM = ("Prophesee publishes its sample recordings with the Metavision SD
 
 #: Simulated samples: name -> what is generated (320x240 street scenes with _bbox.npy labels, unless said).
 SIMULATED_SAMPLES: Dict[str, dict] = {
-    "sim_street.raw": dict(kind="evt3", seed=101, scenario="mixed", duration_s=5.0),
-    "sim_street_evt2.raw": dict(kind="evt2", seed=101, scenario="mixed", duration_s=5.0),
-    "sim_street_td.dat": dict(kind="dat", seed=101, scenario="mixed", duration_s=5.0),
-    "sim_traffic.raw": dict(kind="evt3", seed=102, scenario="traffic", duration_s=5.0),
-    "sim_pedestrians.raw": dict(kind="evt3", seed=103, scenario="pedestrians", duration_s=5.0),
-    "sim_crossing.raw": dict(kind="evt3", seed=104, scenario="mixed", duration_s=5.0),
+    "sim_street.raw": dict(kind="evt3", seed=101, scenario="mixed", duration_s=4.0),
+    "sim_street_evt2.raw": dict(kind="evt2", seed=101, scenario="mixed", duration_s=4.0),
+    "sim_street_td.dat": dict(kind="dat", seed=101, scenario="mixed", duration_s=4.0),
+    "sim_traffic.raw": dict(kind="evt3", seed=102, scenario="traffic", duration_s=4.0),
+    "sim_pedestrians.raw": dict(kind="evt3", seed=103, scenario="pedestrians", duration_s=4.0),
+    "sim_crossing.raw": dict(kind="evt3", seed=104, scenario="mixed", duration_s=4.0),
     # A small dataset in the train/ val/ test/ layout (RAW EVT3, labels, label map).
     "sim_dataset": dict(kind="dataset", seed=7, recordings=6, duration_s=4.0),
     # Like the seed tutorial's "dataset_precomputed": flat folder of histo .h5 files (50 ms, 640x360) with
