@@ -41,7 +41,7 @@ SIMULATED_SAMPLES: Dict[str, dict] = {
     "sim_dataset": dict(kind="dataset", seed=7, recordings=6, duration_s=4.0),
     # Like the seed tutorial's "dataset_precomputed": flat folder of histo .h5 files (50 ms, 640x360) with
     # their labels and the label map.
-    "sim_dataset_precomputed": dict(kind="precomputed", seed=8, recordings=2, duration_s=3.0, size=(640, 360)),
+    "sim_dataset_precomputed": dict(kind="precomputed", seed=8, recordings=2, duration_s=2.0, size=(640, 360)),
 }
 
 
