@@ -110,6 +110,10 @@ class PythonKernelSource final : public TensorSource {
     if (reader_->current_time() != start) reader_->seek_time(start);
     reader_->load_delta_t(duration, events_);
     for (EventCD& e : events_) e.t -= start;
+    const std::size_t frame_size = shape_.item_frame();
+    for (int t = 0; t < shape_.num_tbins; ++t)  // Python kernels accumulate (reset=False) into zeros
+      std::fill(out + static_cast<std::size_t>(t) * t_stride, out + static_cast<std::size_t>(t) * t_stride + frame_size,
+                0.0f);
     nb::gil_scoped_acquire locked;
     // The function gets the events and a [T, C, H, W] strided view of the batch (writes land in place).
     const std::size_t frame = shape_.item_frame();

@@ -17,11 +17,12 @@ void SlotFiller::fill(const ScheduleItem& item, int slot, Batch& batch) {
   const BatchShape& shape = batch.shape();
   const std::size_t t_stride = static_cast<std::size_t>(shape.batch_size) * shape.item_frame();
   float* first = batch.data() + batch.offset(0, slot);
-  for (int t = 0; t < shape.num_tbins; ++t) {
-    float* frame = first + static_cast<std::size_t>(t) * t_stride;
-    std::fill(frame, frame + shape.item_frame(), 0.0f);
-  }
-  if (!item.padding) {
+  if (item.padding) {  // sources write every value of their items; only padding needs zeros here
+    for (int t = 0; t < shape.num_tbins; ++t) {
+      float* frame = first + static_cast<std::size_t>(t) * t_stride;
+      std::fill(frame, frame + shape.item_frame(), 0.0f);
+    }
+  } else {
     Stream& stream = streams_[static_cast<std::size_t>(slot)];
     if (stream.recording != item.recording || !stream.source) {
       stream.source.reset();  // close the previous recording before opening the next

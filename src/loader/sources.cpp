@@ -92,9 +92,13 @@ class TensorFileSource final : public TensorSource {
     const std::int64_t first = (start - origin_) / delta_t_;
     const std::int64_t end = (start + duration - origin_) / delta_t_;
     const std::size_t frame = shape_.item_frame();
-    for (std::int64_t f = first; f < end && f - first < shape_.num_tbins; ++f)
-      reader_.read_frames(f, 1, shape_.height, shape_.width,
-                          {out + static_cast<std::size_t>(f - first) * t_stride, frame});
+    for (std::int64_t t = 0; t < shape_.num_tbins; ++t) {
+      float* dst = out + static_cast<std::size_t>(t) * t_stride;
+      if (first + t < end)
+        reader_.read_frames(first + t, 1, shape_.height, shape_.width, {dst, frame});  // zeros past the end
+      else
+        std::fill(dst, dst + frame, 0.0f);
+    }
   }
 
  private:

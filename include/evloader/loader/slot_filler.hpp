@@ -18,7 +18,8 @@ class TensorSource {
  public:
   virtual ~TensorSource() = default;
   /// Write the T frames of the window [start, start + duration) at out + t * t_stride (t = 0..T-1), each
-  /// C*H*W float32 values. The frames are zeroed before the call.
+  /// C*H*W float32 values. Every value must be written (the batch buffer is reused: it holds the data of
+  /// an earlier batch), zeros included.
   virtual void read(Timestamp start, Timestamp duration, float* out, std::size_t t_stride) = 0;
 };
 
