@@ -13,7 +13,7 @@ cv2 = pytest.importorskip("cv2")
 import evloader  # noqa: E402
 from evloader.demo import run_demo, short_config  # noqa: E402
 from evloader.demo.evaluate import average_precision, iou_matrix, mean_ap  # noqa: E402
-from evloader.demo.model import (STRIDE, RecurrentDetector, build_targets, decode,  # noqa: E402
+from evloader.demo.model import (RecurrentDetector, build_targets, decode,  # noqa: E402
                                  detection_loss)
 
 

@@ -46,10 +46,11 @@ def _run(args) -> int:
     else:
         cfg = DemoConfig(output=args.output, progress=not args.quiet)
     overrides = {"dataset": args.dataset, "device": args.device, "steps": args.steps,
-                 "time_budget_s": args.time_budget, "batch_size": args.batch_size, "num_tbins": args.num_tbins,
-                 "num_workers": args.num_workers, "seed": args.seed, "classes": args.classes,
-                 "input_width": args.input_width, "threads": args.threads, "sample_recordings": args.recordings,
-                 "sample_duration_s": args.duration, "sample_size": args.size, "lr": args.lr}
+                 "time_budget_s": args.time_budget, "total_budget_s": args.total_budget,
+                 "batch_size": args.batch_size, "num_tbins": args.num_tbins, "num_workers": args.num_workers,
+                 "seed": args.seed, "classes": args.classes, "input_width": args.input_width,
+                 "threads": args.threads, "sample_recordings": args.recordings, "sample_duration_s": args.duration,
+                 "sample_size": args.size, "lr": args.lr}
     import dataclasses
 
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
@@ -76,7 +77,10 @@ def add_demo_parser(subparsers) -> argparse.ArgumentParser:
                         "the simulated sample in OUTPUT/sample_dataset")
     p.add_argument("--device", default=None, help="torch device: cpu (default), cuda, cuda:1, ...")
     p.add_argument("--steps", type=int, default=None, help="training steps (default 1000)")
-    p.add_argument("--time-budget", type=float, default=None, help="training stops after this many seconds (default 170)")
+    p.add_argument("--time-budget", type=float, default=None,
+                   help="training stops after this many seconds (default 170)")
+    p.add_argument("--total-budget", type=float, default=None,
+                   help="training is cut short so that the whole demo takes at most this many seconds (280)")
     p.add_argument("--batch-size", type=int, default=None, help="recordings per batch (4)")
     p.add_argument("--num-tbins", type=int, default=None, help="time bins per batch, the BPTT length (8)")
     p.add_argument("--num-workers", type=int, default=None, help="loader worker threads (1)")

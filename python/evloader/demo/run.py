@@ -38,6 +38,7 @@ class DemoConfig:
     model_width: int = 32
     steps: int = 1000
     time_budget_s: float = 170.0  #: training stops at `steps` or after this long, whichever comes first
+    total_budget_s: float = 280.0  #: ...or earlier, so that the whole demo ends within this (busy machines)
     lr: float = 3e-3
     seed: int = 0
     min_box_diag: float = 8.0  #: boxes smaller than this (in input pixels) are neither trained on nor scored
@@ -343,7 +344,8 @@ def run_demo(cfg: DemoConfig) -> dict:
     train_files, val_files = split_files(root, "train"), split_files(root, "val")
     height, width, ds = input_geometry(train_files[0], cfg.input_width)
     array_dim = [cfg.num_tbins, 2, height, width]
-    _log(f"[2/6] data: {len(train_files)} train / {len(val_files)} val recordings ({os.path.splitext(train_files[0])[1]}), "
+    kind = os.path.splitext(train_files[0])[1]
+    _log(f"[2/6] data: {len(train_files)} train / {len(val_files)} val recordings ({kind}), "
          f"classes {names}; batches [T={cfg.num_tbins}, N={cfg.batch_size}, 2, {height}, {width}] of histo "
          f"{cfg.delta_t // 1000} ms bins (sensor / {2 ** ds})")
 
@@ -356,12 +358,19 @@ def run_demo(cfg: DemoConfig) -> dict:
     net = RecurrentDetector(2, len(names), cfg.model_width).to(device)
     val_batch = min(4, len(val_files))
     val_loader = make_loader(val_files, cfg, array_dim, lookup, train=False, batch_size=val_batch)
+    t_eval = time.perf_counter()
     ap_before, _, _ = run_validation(net, val_loader, device, len(names), cfg, progress_desc="validation (untrained)")
+    t_eval = time.perf_counter() - t_eval
     _log(f"[3/6] untrained detector, AP@0.5 on val: {_fmt_ap(ap_before, names)}")
 
-    _log(f"[4/6] training: up to {cfg.steps} steps or {cfg.time_budget_s:g} s on {device} ({threads} torch "
+    # Training gets its own budget, cut so that the whole demo ends within total_budget_s: what is left
+    # once the final evaluation and the pictures (about twice the evaluation just done) are set aside.
+    left = cfg.total_budget_s - (time.perf_counter() - t_total) - (2.5 * t_eval + 10.0)
+    budget = max(min(cfg.time_budget_s, 20.0), min(cfg.time_budget_s, left))
+    train_cfg = dataclasses.replace(cfg, time_budget_s=budget)
+    _log(f"[4/6] training: up to {cfg.steps} steps or {budget:.0f} s on {device} ({threads} torch "
          f"thread{'s' if threads != 1 else ''}), truncated BPTT over {cfg.num_tbins} bins")
-    stats = train(net, train_loader, cfg, device, len(names))
+    stats = train(net, train_loader, train_cfg, device, len(names))
     hist = stats["loss_history"]
     if hist:
         marks = [hist[0]] + hist[len(hist) // 4::max(1, len(hist) // 4)][:3] + [hist[-1]]

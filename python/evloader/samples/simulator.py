@@ -53,7 +53,7 @@ class SimConfig:
     width: int = 320
     height: int = 240
     duration_us: int = 10_000_000
-    step_us: int = 2500  #: rendering period; adjusted down so that it divides the label period
+    step_us: int = 5000  #: rendering period; adjusted down so that it divides the label period
     contrast_threshold: float = 0.25
     threshold_mismatch: float = 0.03  #: standard deviation of the per-pixel thresholds
     refractory_us: int = 500
@@ -192,7 +192,10 @@ class _Scene:
             z = zmin * rng.uniform(1.0, 1.3) if not initial else rng.uniform(zmin, zmax - 4)
             look = self._look(cls, side=False, flip=False)
             half_w = 0.5 * self._width_m(look) * cam.focal / z
-            sx = (cam.width + half_w if direction > 0 else -half_w) if not initial else rng.uniform(0.2, 0.8) * cam.width
+            if initial:
+                sx = rng.uniform(0.2, 0.8) * cam.width
+            else:
+                sx = cam.width + half_w if direction > 0 else -half_w
             x = cam.world_x(sx, z)
             vx, vz = -0.15 * direction * speed if not initial else 0.0, speed * rng.uniform(0.5, 1.0)
         thing = _Thing(self.next_id, cls, look, x, z, vx, vz, speed, fade_in=fade)
