@@ -9,6 +9,10 @@
 #include <optional>
 #include <set>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "evloader/core/error.hpp"
 #include "kernels.hpp"
 
@@ -170,7 +174,35 @@ class KwargReader {
   const Kwargs& kwargs_;
 };
 
-void zero(const TensorView& out) { std::memset(out.data, 0, out.nbytes()); }
+// Outputs much larger than the caches (multi-channel tensors at full HD: 110-185 MB) are zeroed with
+// streaming stores, which skip reading every line before overwriting it (measured 15% faster for a whole
+// multi-channel time surface at 1280x720); smaller ones with memset, which leaves them in cache for the
+// kernel.
+constexpr std::size_t kStreamingZeroBytes = std::size_t{64} << 20;
+
+void zero(const TensorView& out) {
+  const std::size_t bytes = out.nbytes();
+#if defined(__SSE2__)
+  if (bytes >= kStreamingZeroBytes) {
+    auto* p = static_cast<std::byte*>(out.data);
+    // numpy and std::vector give 16-byte aligned storage; align anyway
+    const auto head = static_cast<std::size_t>((16 - reinterpret_cast<std::uintptr_t>(p) % 16) % 16);
+    std::memset(p, 0, head);
+    std::size_t i = head;
+    const __m128i z = _mm_setzero_si128();
+    for (; i + 64 <= bytes; i += 64) {
+      _mm_stream_si128(reinterpret_cast<__m128i*>(p + i), z);
+      _mm_stream_si128(reinterpret_cast<__m128i*>(p + i + 16), z);
+      _mm_stream_si128(reinterpret_cast<__m128i*>(p + i + 32), z);
+      _mm_stream_si128(reinterpret_cast<__m128i*>(p + i + 48), z);
+    }
+    std::memset(p + i, 0, bytes - i);
+    _mm_sfence();
+    return;
+  }
+#endif
+  std::memset(out.data, 0, bytes);
+}
 
 std::string dtype_list(const Preprocessor& p, int ds) {
   std::string out;

@@ -519,6 +519,13 @@ def test_writes_in_place_without_copies():
     big = np.zeros((4, 2, 4, 4), np.float32)
     pp.histo(ev, big[1:3], 40)
     np.testing.assert_array_equal(big[1:3], out)
+    # a large output (zeroed with streaming stores) at an address that is not 16-byte aligned, guarded
+    guard = np.full(5 * 6 * 720 * 1280 + 3, 7, np.float32)
+    cube = guard[1:-2].reshape(5, 6, 720, 1280)
+    cube_events = np.zeros(1, evloader.EventCD)
+    cube_events["t"] = 10
+    pp.event_cube(cube_events, cube, 100)
+    assert guard[0] == 7 and (guard[-2:] == 7).all() and np.count_nonzero(cube) == 1
     # events given with another field layout are converted
     other = np.zeros(3, dtype=[("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "<i2")])
     for f in "txyp":
