@@ -79,12 +79,12 @@ class EventReader:
 
     @property
     def format(self) -> str:
-        """'raw' or 'dat'."""
+        """'raw', 'dat', 'hdf5' or 'aedat4'."""
         return self._reader.format.name
 
     @property
     def encoding(self) -> str:
-        """'EVT3', 'EVT2', 'EVT21' or 'DAT'."""
+        """'EVT3', 'EVT2', 'EVT21', 'DAT', 'HDF5 (ECF)' or 'AEDAT4'."""
         return self._reader.encoding_name
 
     @property

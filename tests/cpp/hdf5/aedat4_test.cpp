@@ -106,10 +106,11 @@ std::vector<std::uint8_t> triggers_packet(const std::vector<std::pair<std::int64
 }
 
 std::vector<std::uint8_t> size_prefixed(std::vector<std::uint8_t> buffer) {
-  std::vector<std::uint8_t> out(4);
+  // Sized once: GCC 12 reports a false -Warray-bounds on insert() growing a 4-byte vector.
+  std::vector<std::uint8_t> out(4 + buffer.size());
   const auto n = static_cast<std::uint32_t>(buffer.size());
   std::memcpy(out.data(), &n, 4);
-  out.insert(out.end(), buffer.begin(), buffer.end());
+  std::copy(buffer.begin(), buffer.end(), out.begin() + 4);
   return out;
 }
 
