@@ -176,8 +176,8 @@ void histo_impl(std::span<const EventCD> events, const TensorView& out, Timestam
         return p > 1 ? -1 : static_cast<std::int64_t>(l.index(b, p, y, x));
       },
       [k](T& cell, const EventCD&, std::int64_t) {
-        const double v = static_cast<double>(cell) + k;
-        cell = v <= 1.0 ? store_cast<T>(v) : T(1);
+        // min(v + k, 1): the reference's "v + k if v + k <= 1 else 1", without a branch
+        cell = store_cast<T>(std::min(static_cast<double>(cell) + k, 1.0));
       });
 }
 
