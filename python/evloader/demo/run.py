@@ -113,13 +113,14 @@ def input_geometry(path: str, input_width: int) -> Tuple[int, int, int]:
     sensor_h, sensor_w = get_original_size_file(path)
     if not sensor_h or not sensor_w:
         raise ValueError(f"{path}: the sensor size is unknown (the demo needs it to place the boxes)")
-    if is_precomputed(path):
+    stored_w = sensor_w
+    if is_precomputed(path):  # tensor files are read at their stored size or smaller (INTER_AREA)
         from ..tensor_file import TensorFileReader
 
-        _, h, w = TensorFileReader(path).shape
-        return h, w, 0
+        stored_w = TensorFileReader(path).shape[2]
     ds = 0
-    while sensor_w >> ds > input_width and sensor_h % (2 << ds) == 0 and sensor_w % (2 << ds) == 0:
+    while (sensor_w >> ds > input_width or sensor_w >> ds > stored_w) and sensor_h % (2 << ds) == 0 \
+            and sensor_w % (2 << ds) == 0:
         ds += 1
     return sensor_h >> ds, sensor_w >> ds, ds
 
