@@ -35,7 +35,7 @@ FORMATS = ("evt3", "evt2", "dat", "h5")
 INFO_FILE = "dataset_info.json"
 LABEL_MAP_FILE = "label_map_dictionary.json"
 # Bumped whenever the simulator's output changes, so that stale generated datasets are not reused.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 _SCENARIO_CYCLE = ("mixed", "traffic", "mixed", "pedestrians")
 _FIXED_DATE = "2024-01-01 00:00:00"
 

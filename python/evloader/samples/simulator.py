@@ -125,8 +125,9 @@ _FADE_S = 0.4
 class _Thing:
     """A moving object or a swaying bush, in world coordinates."""
 
-    def __init__(self, ident, cls, look, x, z, vx, vz, speed0, fade_in=0.0, sprite=None, sway=None):
+    def __init__(self, ident, cls, look, x, z, vx, vz, speed0, fade_in=0.0, sprite=None, sway=None, crossing=True):
         self.ident, self.cls, self.look = ident, cls, look
+        self.crossing = crossing  # side view, moving across: turns back at the ends of its depth range
         self.x, self.z, self.vx, self.vz = x, z, vx, vz
         self.vx0, self.vz0 = vx, vz
         self.speed0 = speed0
@@ -198,7 +199,7 @@ class _Scene:
                 sx = cam.width + half_w if direction > 0 else -half_w
             x = cam.world_x(sx, z)
             vx, vz = -0.15 * direction * speed if not initial else 0.0, speed * rng.uniform(0.5, 1.0)
-        thing = _Thing(self.next_id, cls, look, x, z, vx, vz, speed, fade_in=fade)
+        thing = _Thing(self.next_id, cls, look, x, z, vx, vz, speed, fade_in=fade, crossing=kind == 0)
         thing.phase = rng.random()
         self.next_id += 1
         self.things.append(thing)
@@ -236,9 +237,8 @@ class _Scene:
                     th.fading = 0
             elif th.fading == -1:
                 th.opacity = max(0.0, th.opacity - dt_s / _FADE_S)
-            crossing = th.look.frames[0].width > th.look.frames[0].height * 1.2 or th.cls == PEDESTRIAN
             if th.z < zmin or th.z > zmax:
-                if crossing or th.z < 0.6 * zmin:
+                if th.crossing or th.z < 0.6 * zmin:
                     th.vz = -th.vz
                     th.vz0 = -th.vz0
                     th.z = min(max(th.z, 0.6 * zmin), zmax)
@@ -250,7 +250,8 @@ class _Scene:
             if th.sway is None:
                 half_w = 0.5 * self._width_m(th.look) * cam.focal / th.z
                 sx = cam.screen_x(th.x, th.z)
-                gone = (sx + half_w < -2 and th.vx * 1 <= 0.5) or (sx - half_w > cam.width + 2 and th.vx >= -0.5)
+                # out of the view and not coming back (its speed wanders, but not that much)
+                gone = (sx + half_w < -2 and th.vx <= 0.5) or (sx - half_w > cam.width + 2 and th.vx >= -0.5)
                 gone = gone or (th.fading == -1 and th.opacity <= 0.0) or th.z < 0.5
                 if gone:
                     continue
