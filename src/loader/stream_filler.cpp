@@ -221,11 +221,12 @@ void StreamFiller::fill(const ScheduleItem& /*placeholder*/, int slot, Batch& ba
     for (int t = 0; t < shape.num_tbins; ++t)
       std::fill_n(first + static_cast<std::size_t>(t) * t_stride, frame, 0.0f);
   };
-  zero();
   const StreamItem item = schedule_->at(batch.index(), slot);
   ScheduleItem& out = batch.items[static_cast<std::size_t>(slot)];
   out = ScheduleItem{};
   out.keep_memory = false;  // padding resets the memory too (metavision's stream loader pads with 0)
+  // Sources write every value of their tensors: only what they do not fill is zeroed.
+  bool filled = false;
   if (!item.padding()) {
     Stream& stream = streams_[static_cast<std::size_t>(slot)];
     if (stream.recording != item.recording) {
@@ -249,8 +250,10 @@ void StreamFiller::fill(const ScheduleItem& /*placeholder*/, int slot, Batch& ba
         out.start = span.begin;
         out.duration = span.end - span.begin;
         out.keep_memory = item.keep_memory();
+        filled = true;
       } catch (...) {
         zero();  // a half-written tensor must not leak into the batch
+        filled = true;
         stream.source.reset();
         const std::string& name = names_.at(static_cast<std::size_t>(item.recording));
         const std::string where = "tensor " + std::to_string(item.index) + " of the recording";
@@ -264,6 +267,7 @@ void StreamFiller::fill(const ScheduleItem& /*placeholder*/, int slot, Batch& ba
       }
     }
   }
+  if (!filled) zero();
   if (labels_) labels_(out, slot, batch);
 }
 
