@@ -8,14 +8,15 @@ from ._core import ConfigError, DecodeStats, Error, FormatError, IoError
 from ._dtypes import EventBbox, EventCD, EventExtTrigger
 from .io import (DatWriter, Decoder, EventReader, EventsIterator, RawWriter, open_reader, read_boxes,
                  write_boxes)
+from .samples import get_sample
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError", "DecodeStats", "Error", "FormatError", "IoError",
     "EventBbox", "EventCD", "EventExtTrigger",
-    "DatWriter", "Decoder", "EventReader", "EventsIterator", "RawWriter", "open_reader", "read_boxes",
-    "write_boxes",
+    "DatWriter", "Decoder", "EventReader", "EventsIterator", "RawWriter", "get_sample", "open_reader",
+    "read_boxes", "write_boxes",
 ]
 # Submodules, imported on use: evloader.data (SequentialDataLoader, box_processing), evloader.preprocessing,
 # evloader.tensor_file, evloader.precompute, evloader.hdf5, evloader.viz, evloader.compat.

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The ``evloader`` command line: ``evloader info FILE...`` and ``evloader synth OUT_DIR``."""
+"""The ``evloader`` command line: ``info``, ``precompute``, ``sample``, ``demo`` (and ``synth``, tiny
+synthetic recordings for smoke tests)."""
 from __future__ import annotations
 
 import argparse
