@@ -87,8 +87,12 @@ void bind_enums(nb::module_& m) {
       .value("evt2", RawEncoding::evt2)
       .value("evt21", RawEncoding::evt21)
       .value("evt3", RawEncoding::evt3);
-  nb::enum_<Evt21Order>(m, "Evt21Order").value("little", Evt21Order::little).value("legacy", Evt21Order::legacy);
-  nb::enum_<OnViolation>(m, "OnViolation").value("skip", OnViolation::skip).value("raise_", OnViolation::raise);
+  nb::enum_<Evt21Order>(m, "Evt21Order")
+      .value("little", Evt21Order::little)
+      .value("legacy", Evt21Order::legacy);
+  nb::enum_<OnViolation>(m, "OnViolation")
+      .value("skip", OnViolation::skip)
+      .value("raise_", OnViolation::raise);
   nb::enum_<TimeOrigin>(m, "TimeOrigin")
       .value("absolute", TimeOrigin::absolute)
       .value("metavision", TimeOrigin::metavision);
@@ -139,7 +143,8 @@ void bind_reader(nb::module_& m) {
           [](ReaderOptions& o, std::optional<RawEncoding> e) { o.raw_format.encoding = e; }, nb::arg().none())
       .def_prop_rw(
           "evt21_order", [](const ReaderOptions& o) { return o.raw_format.evt21_order; },
-          [](ReaderOptions& o, std::optional<Evt21Order> e) { o.raw_format.evt21_order = e; }, nb::arg().none());
+          [](ReaderOptions& o, std::optional<Evt21Order> e) { o.raw_format.evt21_order = e; },
+          nb::arg().none());
 
   nb::class_<EventReader>(m, "EventReader")
       .def_static(
@@ -155,7 +160,9 @@ void bind_reader(nb::module_& m) {
       .def_prop_ro("geometry", &EventReader::geometry)
       .def_prop_ro("header", &EventReader::header)
       .def("load_delta_t",
-           [](EventReader& r, Timestamp dt) { return released([&](EventBuffer& b) { r.load_delta_t(dt, b); }); })
+           [](EventReader& r, Timestamp dt) {
+             return released([&](EventBuffer& b) { r.load_delta_t(dt, b); });
+           })
       .def("load_n_events",
            [](EventReader& r, std::int64_t n) {
              if (n < 1) throw ConfigError("load_n_events: n_events must be >= 1");
@@ -169,13 +176,12 @@ void bind_reader(nb::module_& m) {
       .def("load_all", [](EventReader& r) { return released([&](EventBuffer& b) { b = r.load_all(); }); })
       .def("take_triggers", [](EventReader& r) { return records_to_numpy(r.take_triggers()); })
       .def("seek_time", &EventReader::seek_time, nb::call_guard<nb::gil_scoped_release>())
-      .def(
-          "seek_event",
-          [](EventReader& r, std::int64_t n) {
-            if (n < 0) throw ConfigError("seek_event: the event index must be >= 0");
-            nb::gil_scoped_release unlocked;
-            r.seek_event(static_cast<std::uint64_t>(n));
-          })
+      .def("seek_event",
+           [](EventReader& r, std::int64_t n) {
+             if (n < 0) throw ConfigError("seek_event: the event index must be >= 0");
+             nb::gil_scoped_release unlocked;
+             r.seek_event(static_cast<std::uint64_t>(n));
+           })
       .def("reset", &EventReader::reset, nb::call_guard<nb::gil_scoped_release>())
       .def("current_time", &EventReader::current_time)
       .def("current_event_index", &EventReader::current_event_index)
@@ -258,8 +264,8 @@ void bind_writers(nb::module_& m) {
       .def_prop_ro("events_written", &RawWriter::events_written);
 
   nb::class_<DatWriter>(m, "DatWriter")
-      .def(nb::init<const std::filesystem::path&, Geometry, DatEventType>(), nb::arg("path"), nb::arg("geometry"),
-           nb::arg("type") = DatEventType::cd)
+      .def(nb::init<const std::filesystem::path&, Geometry, DatEventType>(), nb::arg("path"),
+           nb::arg("geometry"), nb::arg("type") = DatEventType::cd)
       .def(
           "write_cd",
           [](DatWriter& w, const InputBytes& events) {

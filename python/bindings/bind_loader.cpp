@@ -1,12 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // Bindings of the loader module: the batch schedule and the engine of the SequentialDataLoader.
-#include <nanobind/stl/string.h>
-#include <nanobind/stl/tuple.h>
-#include <nanobind/stl/vector.h>
-
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/shared_ptr.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
+#include <nanobind/stl/vector.h>
 
 #include "bindings.hpp"
 #include "evloader/core/error.hpp"
@@ -48,7 +47,8 @@ void bind_schedule(nb::module_& m) {
           },
           nb::arg("spans"), nb::arg("delta_t"), nb::arg("num_tbins"), nb::arg("batch_size"),
           nb::arg("max_consecutive_batch") = 0, nb::arg("padding") = false, nb::arg("shuffle") = false,
-          nb::arg("seed") = 0, nb::arg("rank") = 0, nb::arg("world_size") = 1, nb::arg("rounding_tolerance") = 1000)
+          nb::arg("seed") = 0, nb::arg("rank") = 0, nb::arg("world_size") = 1,
+          nb::arg("rounding_tolerance") = 1000)
       .def_prop_ro("num_batches", &Schedule::num_batches)
       .def_prop_ro("batch_size", &Schedule::batch_size)
       .def_prop_ro("window", &Schedule::window)
@@ -84,12 +84,18 @@ Kwargs kwargs_from_dict(const nb::dict& d) {
   Kwargs out;
   for (auto [key, value] : d) {
     std::string name = nb::cast<std::string>(key);
-    if (value.is_none()) out[name] = std::monostate{};
-    else if (nb::isinstance<nb::bool_>(value)) out[name] = nb::cast<bool>(value);
-    else if (nb::isinstance<nb::int_>(value)) out[name] = nb::cast<std::int64_t>(value);
-    else if (nb::isinstance<nb::float_>(value)) out[name] = nb::cast<double>(value);
-    else if (nb::isinstance<nb::str>(value)) out[name] = nb::cast<std::string>(value);
-    else throw ConfigError("preprocess kwarg '" + name + "' must be None, a bool, a number or a string");
+    if (value.is_none())
+      out[name] = std::monostate{};
+    else if (nb::isinstance<nb::bool_>(value))
+      out[name] = nb::cast<bool>(value);
+    else if (nb::isinstance<nb::int_>(value))
+      out[name] = nb::cast<std::int64_t>(value);
+    else if (nb::isinstance<nb::float_>(value))
+      out[name] = nb::cast<double>(value);
+    else if (nb::isinstance<nb::str>(value))
+      out[name] = nb::cast<std::string>(value);
+    else
+      throw ConfigError("preprocess kwarg '" + name + "' must be None, a bool, a number or a string");
   }
   return out;
 }
@@ -112,15 +118,16 @@ class PythonKernelSource final : public TensorSource {
     for (EventCD& e : events_) e.t -= start;
     const std::size_t frame_size = shape_.item_frame();
     for (int t = 0; t < shape_.num_tbins; ++t)  // Python kernels accumulate (reset=False) into zeros
-      std::fill(out + static_cast<std::size_t>(t) * t_stride, out + static_cast<std::size_t>(t) * t_stride + frame_size,
-                0.0f);
+      std::fill(out + static_cast<std::size_t>(t) * t_stride,
+                out + static_cast<std::size_t>(t) * t_stride + frame_size, 0.0f);
     nb::gil_scoped_acquire locked;
     // The function gets the events and a [T, C, H, W] strided view of the batch (writes land in place).
     const std::size_t frame = shape_.item_frame();
-    std::int64_t strides[4] = {static_cast<std::int64_t>(t_stride), static_cast<std::int64_t>(frame / shape_.channels),
-                               shape_.width, 1};
-    std::size_t dims[4] = {static_cast<std::size_t>(shape_.num_tbins), static_cast<std::size_t>(shape_.channels),
-                           static_cast<std::size_t>(shape_.height), static_cast<std::size_t>(shape_.width)};
+    std::int64_t strides[4] = {static_cast<std::int64_t>(t_stride),
+                               static_cast<std::int64_t>(frame / shape_.channels), shape_.width, 1};
+    std::size_t dims[4] = {static_cast<std::size_t>(shape_.num_tbins),
+                           static_cast<std::size_t>(shape_.channels), static_cast<std::size_t>(shape_.height),
+                           static_cast<std::size_t>(shape_.width)};
     nb::ndarray<nb::numpy, float, nb::ndim<4>> tensor(out, 4, dims, nb::handle(), strides);
     PodBuffer<EventCD> copy;
     copy.append(events_.view());
@@ -139,10 +146,11 @@ class PythonKernelSource final : public TensorSource {
 /// Python function), an optional Python label hook; batches come out as torch tensors sharing the buffer.
 class LoaderEngine {
  public:
-  LoaderEngine(std::shared_ptr<Schedule> schedule, std::vector<std::string> paths, std::vector<bool> precomputed,
-               std::tuple<int, int, int, int, int> dims, std::string preprocess, nb::dict kwargs,
-               nb::object python_kernel, int downsampling_factor, Timestamp delta_t, TimeOrigin time_origin,
-               nb::object label_hook, int num_workers, int prefetch) {
+  LoaderEngine(std::shared_ptr<Schedule> schedule, std::vector<std::string> paths,
+               std::vector<bool> precomputed, std::tuple<int, int, int, int, int> dims,
+               std::string preprocess, nb::dict kwargs, nb::object python_kernel, int downsampling_factor,
+               Timestamp delta_t, TimeOrigin time_origin, nb::object label_hook, int num_workers,
+               int prefetch) {
     auto [T, N, C, H, W] = dims;
     shape_ = {T, N, C, H, W};
     ReaderOptions reader_options;
@@ -168,11 +176,12 @@ class LoaderEngine {
       labels = [hook, shape = shape_](const ScheduleItem& item, int slot, Batch& batch) {
         nb::gil_scoped_acquire locked;
         const std::size_t frame = shape.item_frame();
-        std::int64_t strides[4] = {static_cast<std::int64_t>(static_cast<std::size_t>(shape.batch_size) * frame),
-                                   static_cast<std::int64_t>(frame / static_cast<std::size_t>(shape.channels)),
-                                   shape.width, 1};
-        std::size_t dims4[4] = {static_cast<std::size_t>(shape.num_tbins), static_cast<std::size_t>(shape.channels),
-                                static_cast<std::size_t>(shape.height), static_cast<std::size_t>(shape.width)};
+        std::int64_t strides[4] = {
+            static_cast<std::int64_t>(static_cast<std::size_t>(shape.batch_size) * frame),
+            static_cast<std::int64_t>(frame / static_cast<std::size_t>(shape.channels)), shape.width, 1};
+        std::size_t dims4[4] = {
+            static_cast<std::size_t>(shape.num_tbins), static_cast<std::size_t>(shape.channels),
+            static_cast<std::size_t>(shape.height), static_cast<std::size_t>(shape.width)};
         nb::ndarray<nb::numpy, float, nb::ndim<4>> tensor(batch.data() + batch.offset(0, slot), 4, dims4,
                                                           nb::handle(), strides);
         nb::object result = (*hook)(item_tuple(item), nb::cast(tensor, nb::rv_policy::reference));
@@ -182,12 +191,14 @@ class LoaderEngine {
           throw ConfigError("load_labels returned a frame_is_labeled mask of " + std::to_string(mask.size()) +
                             " values for " + std::to_string(shape.num_tbins) + " time bins");
         for (int t = 0; t < shape.num_tbins; ++t)
-          batch.frame_is_labeled[static_cast<std::size_t>(t * shape.batch_size + slot)] = mask.c_str()[t] != 0;
+          batch.frame_is_labeled[static_cast<std::size_t>(t * shape.batch_size + slot)] =
+              mask.c_str()[t] != 0;
         batch.labels[static_cast<std::size_t>(slot)] = keep_python_object(std::move(values));
       };
     }
     filler_ = std::make_shared<SlotFiller>(N, std::move(open), std::move(labels));
-    engine_ = std::make_unique<Engine>(std::move(schedule), shape_, filler_, EngineOptions{num_workers, prefetch});
+    engine_ =
+        std::make_unique<Engine>(std::move(schedule), shape_, filler_, EngineOptions{num_workers, prefetch});
   }
 
   ~LoaderEngine() {
@@ -206,7 +217,8 @@ class LoaderEngine {
     engine_->stop();
   }
 
-  /// (inputs [T, N, C, H, W] torch tensor, batch index, frame_is_labeled [T*N] bytes, labels per slot) or None.
+  /// (inputs [T, N, C, H, W] torch tensor, batch index, frame_is_labeled [T*N] bytes, labels per slot) or
+  /// None.
   nb::object next() {
     std::shared_ptr<Batch> batch;
     {
@@ -223,7 +235,8 @@ class LoaderEngine {
     nb::ndarray<nb::pytorch, float, nb::ndim<5>, nb::c_contig> inputs(batch->data(), 5, dims, capsule);
     nb::list labels;
     for (const auto& l : batch->labels) labels.append(l ? *static_cast<nb::object*>(l.get()) : nb::none());
-    nb::bytes mask(reinterpret_cast<const char*>(batch->frame_is_labeled.data()), batch->frame_is_labeled.size());
+    nb::bytes mask(reinterpret_cast<const char*>(batch->frame_is_labeled.data()),
+                   batch->frame_is_labeled.size());
     return nb::make_tuple(nb::cast(inputs), batch->index(), mask, labels);
   }
 
@@ -242,11 +255,12 @@ void bind_loader(nb::module_& m) {
   bind_schedule(m);
   nb::class_<LoaderEngine>(m, "LoaderEngine")
       .def(nb::init<std::shared_ptr<Schedule>, std::vector<std::string>, std::vector<bool>,
-                    std::tuple<int, int, int, int, int>, std::string, nb::dict, nb::object, int, Timestamp, TimeOrigin,
-                    nb::object, int, int>(),
-           nb::arg("schedule"), nb::arg("paths"), nb::arg("precomputed"), nb::arg("dims"), nb::arg("preprocess"),
-           nb::arg("kwargs"), nb::arg("python_kernel").none(), nb::arg("downsampling_factor"), nb::arg("delta_t"),
-           nb::arg("time_origin"), nb::arg("label_hook").none(), nb::arg("num_workers"), nb::arg("prefetch"))
+                    std::tuple<int, int, int, int, int>, std::string, nb::dict, nb::object, int, Timestamp,
+                    TimeOrigin, nb::object, int, int>(),
+           nb::arg("schedule"), nb::arg("paths"), nb::arg("precomputed"), nb::arg("dims"),
+           nb::arg("preprocess"), nb::arg("kwargs"), nb::arg("python_kernel").none(),
+           nb::arg("downsampling_factor"), nb::arg("delta_t"), nb::arg("time_origin"),
+           nb::arg("label_hook").none(), nb::arg("num_workers"), nb::arg("prefetch"))
       .def("start", &LoaderEngine::start, nb::arg("first") = 0)
       .def("stop", &LoaderEngine::stop)
       .def("next", &LoaderEngine::next)

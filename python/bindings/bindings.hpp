@@ -17,7 +17,7 @@ namespace nb = nanobind;
 void bind_core(nb::module_& m);
 void bind_io(nb::module_& m);
 void bind_preprocess(nb::module_& m);
-void bind_hdf5(nb::module_& m);       // empty when built without HDF5
+void bind_hdf5(nb::module_& m);         // empty when built without HDF5
 void bind_tensor_file(nb::module_& m);  // empty when built without HDF5
 void bind_labels(nb::module_& m);
 void bind_loader(nb::module_& m);

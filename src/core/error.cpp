@@ -19,7 +19,8 @@ void throw_io_error(const std::filesystem::path& path, const std::string& what) 
   throw IoError(describe_location(path, -1, what));
 }
 
-void throw_format_error(const std::filesystem::path& path, std::int64_t byte_offset, const std::string& what) {
+void throw_format_error(const std::filesystem::path& path, std::int64_t byte_offset,
+                        const std::string& what) {
   throw FormatError(describe_location(path, byte_offset, what));
 }
 

@@ -36,7 +36,8 @@ class DatReader final : public EventReader {
       counted_tail_ = true;
       return false;
     }
-    const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(block_.size(), end - position_));
+    const std::size_t want =
+        static_cast<std::size_t>(std::min<std::uint64_t>(block_.size(), end - position_));
     const std::size_t got = file_.read_at(position_, {block_.data(), want});
     const std::size_t whole = got / 8 * 8;
     if (whole == 0) {  // the file shrank under us
@@ -113,7 +114,8 @@ class DatReader final : public EventReader {
 
 }  // namespace
 
-std::unique_ptr<EventReader> make_dat_reader(const std::filesystem::path& path, const ReaderOptions& options) {
+std::unique_ptr<EventReader> make_dat_reader(const std::filesystem::path& path,
+                                             const ReaderOptions& options) {
   return std::make_unique<DatReader>(path, options);
 }
 

@@ -53,7 +53,8 @@ Timestamp add_saturating(Timestamp a, Timestamp b) {
 
 }  // namespace
 
-std::unique_ptr<EventReader> EventReader::open(const std::filesystem::path& path, const ReaderOptions& options) {
+std::unique_ptr<EventReader> EventReader::open(const std::filesystem::path& path,
+                                               const ReaderOptions& options) {
   File probe(path);  // uniform IoError for missing files, directories and permissions
   std::string ext = lower_extension(path);
   if (ext == ".raw") return detail::make_raw_reader(path, options);
@@ -65,7 +66,8 @@ std::unique_ptr<EventReader> EventReader::open(const std::filesystem::path& path
   if (header.get("evt") || header.get("format")) return detail::make_raw_reader(path, options);
   if (header.get("Height") || header.get("Width") || header.get("Version"))
     return detail::make_dat_reader(path, options);
-  throw_format_error(path, 0, "unknown recording format (evloader reads .raw, .dat, .hdf5 and .aedat4 files)");
+  throw_format_error(path, 0,
+                     "unknown recording format (evloader reads .raw, .dat, .hdf5 and .aedat4 files)");
 }
 
 EventReader::EventReader(const std::filesystem::path& path, const ReaderOptions& options)
@@ -123,7 +125,8 @@ EventBuffer EventReader::load_delta_t(Timestamp dt) {
 void EventReader::load_n_events(std::uint64_t n, EventBuffer& out) {
   if (n < 1) throw ConfigError("load_n_events: n_events must be >= 1");
   out.clear();
-  out.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(n, pending_left() + estimated_remaining_events())));
+  out.reserve(
+      static_cast<std::size_t>(std::min<std::uint64_t>(n, pending_left() + estimated_remaining_events())));
   while (out.size() < n && fill()) {
     const std::size_t avail = pending_.size() - pending_pos_;
     take_pending(static_cast<std::size_t>(std::min<std::uint64_t>(avail, n - out.size())), out);

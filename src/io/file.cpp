@@ -38,7 +38,9 @@ File::~File() {
 }
 
 File::File(File&& other) noexcept
-    : path_(std::move(other.path_)), fd_(std::exchange(other.fd_, -1)), size_(other.size_),
+    : path_(std::move(other.path_)),
+      fd_(std::exchange(other.fd_, -1)),
+      size_(other.size_),
       mtime_ns_(other.mtime_ns_) {}
 
 File& File::operator=(File&& other) noexcept {

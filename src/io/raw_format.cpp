@@ -46,7 +46,8 @@ struct SystemInfo {
 std::optional<SystemInfo> lookup_system_id(int id) {
   static const std::map<int, SystemInfo> table = [] {
     std::map<int, SystemInfo> t;
-    for (int i : {21, 23, 25, 28, 29, 33, 34, 35, 41, 151, 153, 161, 162}) t[i] = {RawEncoding::evt2, {640, 480}};
+    for (int i : {21, 23, 25, 28, 29, 33, 34, 35, 41, 151, 153, 161, 162})
+      t[i] = {RawEncoding::evt2, {640, 480}};
     for (int i : {26, 31, 39}) t[i] = {RawEncoding::evt2, {1280, 720}};
     for (int i : {30, 46}) t[i] = {RawEncoding::evt3, {1280, 720}};
     t[40] = {RawEncoding::evt3, {640, 480}};
@@ -143,8 +144,9 @@ RawFormat resolve_raw_format(const FileHeader& header, const RawFormatOverride& 
   RawFormat out;
   if (user.encoding) encoding = user.encoding;
   if (!encoding)
-    fail("cannot tell the RAW encoding: the header has no 'format' or 'evt' key and no known system_ID "
-         "(pass the encoding explicitly)");
+    fail(
+        "cannot tell the RAW encoding: the header has no 'format' or 'evt' key and no known system_ID "
+        "(pass the encoding explicitly)");
   out.encoding = *encoding;
   out.geometry = user.geometry.value_or(geometry.value_or(Geometry{}));
   out.evt21_order = user.evt21_order.value_or(order.value_or(Evt21Order::little));

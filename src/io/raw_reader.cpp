@@ -144,7 +144,8 @@ class RawReader final : public EventReader {
 
 }  // namespace
 
-std::unique_ptr<EventReader> make_raw_reader(const std::filesystem::path& path, const ReaderOptions& options) {
+std::unique_ptr<EventReader> make_raw_reader(const std::filesystem::path& path,
+                                             const ReaderOptions& options) {
   return std::make_unique<RawReader>(path, options);
 }
 

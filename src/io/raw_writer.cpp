@@ -47,7 +47,8 @@ RawWriter::RawWriter(const std::filesystem::path& path, RawEncoding encoding, Ge
       {"plugin_integrator_name", "evloader"},
   };
   for (const auto& [k, v] : extra_header) {
-    if (k.empty() || k.find_first_of(" \n\r") != std::string::npos || v.find_first_of("\n\r") != std::string::npos)
+    if (k.empty() || k.find_first_of(" \n\r") != std::string::npos ||
+        v.find_first_of("\n\r") != std::string::npos)
       throw ConfigError("RawWriter: header key '" + k + "' or its value contains spaces or line breaks");
     keys[k] = v;
   }

@@ -65,7 +65,8 @@ std::filesystem::path cache_index_path(const std::filesystem::path& recording) {
   auto absolute = std::filesystem::absolute(recording, ec);
   std::string text = (ec ? recording : absolute).lexically_normal().string();
   char name[32];
-  std::snprintf(name, sizeof name, "%016llx", static_cast<unsigned long long>(fnv1a(text.data(), text.size())));
+  std::snprintf(name, sizeof name, "%016llx",
+                static_cast<unsigned long long>(fnv1a(text.data(), text.size())));
   return base / "index" / (std::string(name) + ".evlidx");
 }
 
@@ -102,7 +103,8 @@ std::optional<TimeIndex> load_index(const std::filesystem::path& index_path, con
   return index;
 }
 
-bool save_index(const std::filesystem::path& index_path, const IndexKey& key, const TimeIndex& index) noexcept {
+bool save_index(const std::filesystem::path& index_path, const IndexKey& key,
+                const TimeIndex& index) noexcept {
   try {
     std::error_code ec;
     std::filesystem::create_directories(index_path.parent_path(), ec);

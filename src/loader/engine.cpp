@@ -96,7 +96,8 @@ void Engine::worker_loop() {
   while (true) {
     // Bounded prefetch: never start a batch more than `prefetch` ahead of the consumer.
     wake_workers_.wait(lock, [&] {
-      return stopping_ || (next_batch_ < total && next_batch_ < consumed_ + static_cast<std::size_t>(options_.prefetch));
+      return stopping_ ||
+             (next_batch_ < total && next_batch_ < consumed_ + static_cast<std::size_t>(options_.prefetch));
     });
     if (stopping_) return;
     const std::size_t b = next_batch_;

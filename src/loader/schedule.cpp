@@ -36,7 +36,8 @@ std::vector<ScheduleEntry> chunk_recordings(const std::vector<ScheduleRecording>
       continue;
     }
     // As metavision_ml: chunk starts every max_consecutive_batch windows, up to the last whole window.
-    const Timestamp last = rec.begin + round_duration(rec.end - rec.begin - window, window, 0, o.rounding_tolerance);
+    const Timestamp last =
+        rec.begin + round_duration(rec.end - rec.begin - window, window, 0, o.rounding_tolerance);
     const Timestamp step = window * o.max_consecutive_batch;
     for (Timestamp start = rec.begin; start <= last; start += step) entries.push_back({r, start});
   }
@@ -48,15 +49,16 @@ struct SlotTable {
   std::size_t batches = 0;
 };
 
-SlotTable build_slots(const std::vector<ScheduleRecording>& recordings, const std::vector<ScheduleEntry>& entries,
-                      int slots, const ScheduleOptions& o, Timestamp window) {
+SlotTable build_slots(const std::vector<ScheduleRecording>& recordings,
+                      const std::vector<ScheduleEntry>& entries, int slots, const ScheduleOptions& o,
+                      Timestamp window) {
   SlotTable table;
   table.cumulative.resize(static_cast<std::size_t>(slots));
   for (std::size_t i = 0; i < entries.size(); ++i) {
     const auto& e = entries[i];
     const Timestamp remaining = recordings[static_cast<std::size_t>(e.recording)].end - e.start_ts;
-    const Timestamp scheduled =
-        std::max<Timestamp>(0, round_duration(remaining, window, o.max_consecutive_batch, o.rounding_tolerance));
+    const Timestamp scheduled = std::max<Timestamp>(
+        0, round_duration(remaining, window, o.max_consecutive_batch, o.rounding_tolerance));
     auto& cum = table.cumulative[i % static_cast<std::size_t>(slots)];
     cum.push_back((cum.empty() ? 0 : cum.back()) + scheduled);
   }
@@ -124,7 +126,8 @@ Schedule::Schedule(std::vector<ScheduleRecording> recordings, const ScheduleOpti
   const auto& o = options_;
   if (o.delta_t <= 0) throw ConfigError("delta_t must be positive, got " + std::to_string(o.delta_t));
   if (o.num_tbins <= 0) throw ConfigError("num_tbins must be positive, got " + std::to_string(o.num_tbins));
-  if (o.batch_size <= 0) throw ConfigError("batch_size must be positive, got " + std::to_string(o.batch_size));
+  if (o.batch_size <= 0)
+    throw ConfigError("batch_size must be positive, got " + std::to_string(o.batch_size));
   if (o.max_consecutive_batch < 0) throw ConfigError("max_consecutive_batch must be >= 0");
   if (o.world_size <= 0 || o.rank < 0 || o.rank >= o.world_size)
     throw ConfigError("rank must be in [0, world_size), got rank " + std::to_string(o.rank) + " of " +
@@ -144,7 +147,8 @@ Schedule::Schedule(std::vector<ScheduleRecording> recordings, const ScheduleOpti
   for (int r = 0; r < o.world_size; ++r) {
     auto entries = chunk_recordings(recordings_, shards[static_cast<std::size_t>(r)], o, window_);
     if (o.shuffle) {
-      const auto perm = seeded_permutation(entries.size(), o.seed * 0x9E3779B97F4A7C15ull + 1 + static_cast<std::uint64_t>(r));
+      const auto perm = seeded_permutation(
+          entries.size(), o.seed * 0x9E3779B97F4A7C15ull + 1 + static_cast<std::uint64_t>(r));
       std::vector<ScheduleEntry> shuffled;
       shuffled.reserve(entries.size());
       for (int i : perm) shuffled.push_back(entries[static_cast<std::size_t>(i)]);
@@ -179,7 +183,8 @@ ScheduleItem Schedule::at(std::size_t batch, int slot) const {
     item.duration = 0;  // padding: as metavision_ml, keep_memory stays 1 and nothing is read
     return item;
   }
-  const auto k = static_cast<std::size_t>(std::lower_bound(cum.begin(), cum.end(), end_of_window) - cum.begin());
+  const auto k =
+      static_cast<std::size_t>(std::lower_bound(cum.begin(), cum.end(), end_of_window) - cum.begin());
   const std::size_t e = static_cast<std::size_t>(slot) + static_cast<std::size_t>(batch_size_) * k;
   const Timestamp elapsed = k ? cum[k - 1] : 0;
   const ScheduleEntry& entry = entries_[e];

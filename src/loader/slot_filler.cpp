@@ -6,7 +6,9 @@
 namespace evloader {
 
 SlotFiller::SlotFiller(int slots, TensorSourceFactory open_source, LabelFunction labels)
-    : open_source_(std::move(open_source)), labels_(std::move(labels)), streams_(static_cast<std::size_t>(slots)) {}
+    : open_source_(std::move(open_source)),
+      labels_(std::move(labels)),
+      streams_(static_cast<std::size_t>(slots)) {}
 
 void SlotFiller::begin_epoch() {
   // Streams stay open across epochs when the slot reads the same recording again; positions are

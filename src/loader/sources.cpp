@@ -27,7 +27,9 @@ class EventSource final : public TensorSource {
  public:
   EventSource(const std::filesystem::path& path, const ReaderOptions& options,
               std::shared_ptr<const Preprocessor> preprocessor, int ds, const BatchShape& shape)
-      : reader_(EventReader::open(path, options)), preprocessor_(std::move(preprocessor)), ds_(ds),
+      : reader_(EventReader::open(path, options)),
+        preprocessor_(std::move(preprocessor)),
+        ds_(ds),
         shape_(shape) {
     const std::array<std::int64_t, 4> dims{shape.num_tbins, shape.channels, shape.height, shape.width};
     scratch_.resize(TensorView(nullptr, preprocessor_->dtype(), dims).nbytes());
@@ -64,8 +66,8 @@ class EventSource final : public TensorSource {
   std::shared_ptr<const Preprocessor> preprocessor_;
   int ds_;
   BatchShape shape_;
-  EventBuffer events_;               // reused for every window
-  std::vector<std::byte> scratch_;   // [T, C, H, W] in the kernel's dtype, reused
+  EventBuffer events_;              // reused for every window
+  std::vector<std::byte> scratch_;  // [T, C, H, W] in the kernel's dtype, reused
 };
 
 #ifdef EVLOADER_WITH_HDF5
@@ -75,7 +77,8 @@ class TensorFileSource final : public TensorSource {
       : reader_(path), shape_(shape) {
     const TensorFileInfo& info = reader_.info();
     if (info.mode != TensorMode::delta_t)
-      throw ConfigError(path.string() + ": the SequentialDataLoader reads delta_t-mode tensor files, this one is " +
+      throw ConfigError(path.string() +
+                        ": the SequentialDataLoader reads delta_t-mode tensor files, this one is " +
                         std::string(mode_name(info.mode)));
     TensorRequest request;
     request.mode = TensorMode::delta_t;
@@ -111,10 +114,12 @@ class TensorFileSource final : public TensorSource {
 
 }  // namespace
 
-std::unique_ptr<TensorSource> open_event_source(const std::filesystem::path& path, const ReaderOptions& reader_options,
+std::unique_ptr<TensorSource> open_event_source(const std::filesystem::path& path,
+                                                const ReaderOptions& reader_options,
                                                 std::shared_ptr<const Preprocessor> preprocessor,
                                                 int downsampling_factor, const BatchShape& shape) {
-  return std::make_unique<EventSource>(path, reader_options, std::move(preprocessor), downsampling_factor, shape);
+  return std::make_unique<EventSource>(path, reader_options, std::move(preprocessor), downsampling_factor,
+                                       shape);
 }
 
 std::unique_ptr<TensorSource> open_tensor_file_source(const std::filesystem::path& path, Timestamp delta_t,
@@ -124,7 +129,8 @@ std::unique_ptr<TensorSource> open_tensor_file_source(const std::filesystem::pat
 #else
   (void)delta_t;
   (void)shape;
-  throw FormatError(path.string() + ": precomputed tensor files need evloader built with EVLOADER_WITH_HDF5=ON");
+  throw FormatError(path.string() +
+                    ": precomputed tensor files need evloader built with EVLOADER_WITH_HDF5=ON");
 #endif
 }
 

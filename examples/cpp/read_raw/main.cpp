@@ -1,8 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Prints per-window statistics of a recording with the C++ reader API: read_raw FILE [WINDOW_US].
-#include <evloader/io/event_reader.hpp>
-
 #include <cstdlib>
+#include <evloader/io/event_reader.hpp>
 #include <exception>
 #include <iostream>
 

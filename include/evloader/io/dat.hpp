@@ -20,10 +20,10 @@ enum class DatEventType : std::uint8_t { event2d = 0, cd = 12, ext_trigger = 14 
 struct DatInfo {
   FileHeader header;
   DatEventType type = DatEventType::event2d;
-  std::uint64_t data_offset = 0;   ///< first record byte
-  std::uint64_t record_count = 0;  ///< whole 8-byte records
+  std::uint64_t data_offset = 0;     ///< first record byte
+  std::uint64_t record_count = 0;    ///< whole 8-byte records
   std::uint64_t trailing_bytes = 0;  ///< bytes after the last whole record (truncated file)
-  Geometry geometry{};             ///< from Height/Width lines; unknown (0x0) when absent
+  Geometry geometry{};               ///< from Height/Width lines; unknown (0x0) when absent
 };
 
 /// Parse the header, the type/size bytes and count records. Throws IoError / FormatError (unknown event
@@ -32,8 +32,8 @@ struct DatInfo {
 
 /// Carries the 32-bit timestamp unwrapping across calls.
 struct DatDecodeState {
-  std::int64_t high = 0;            ///< multiples of 2^32 added so far
-  std::int64_t last_raw_t = -1;     ///< last 32-bit on-disk value
+  std::int64_t high = 0;         ///< multiples of 2^32 added so far
+  std::int64_t last_raw_t = -1;  ///< last 32-bit on-disk value
   std::int64_t last_event_t = INT64_MIN;
 };
 
@@ -55,8 +55,8 @@ class DatWriter {
   DatWriter(const DatWriter&) = delete;
   DatWriter& operator=(const DatWriter&) = delete;
 
-  void write(std::span<const EventCD> events);             ///< type 0/12 files only
-  void write(std::span<const EventExtTrigger> triggers);   ///< type 14 files only
+  void write(std::span<const EventCD> events);            ///< type 0/12 files only
+  void write(std::span<const EventExtTrigger> triggers);  ///< type 14 files only
   void close();
 
  private:

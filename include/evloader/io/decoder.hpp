@@ -38,17 +38,17 @@ struct DecoderOptions {
 /// Everything a decoder needs to resume at a word boundary: stored in the time index so that seeking
 /// does not decode from the start. Each decoder uses the fields it needs; the others stay 0.
 struct DecoderState {
-  std::int64_t time_base = 0;        ///< EVT2/2.1: (t_high << 6) + loops; EVT3: (time_high << 12) + loops
-  std::int64_t time = 0;             ///< current full timestamp (EVT2.1/EVT3 keep a running time)
+  std::int64_t time_base = 0;  ///< EVT2/2.1: (t_high << 6) + loops; EVT3: (time_high << 12) + loops
+  std::int64_t time = 0;       ///< current full timestamp (EVT2.1/EVT3 keep a running time)
   std::int64_t last_event_t = INT64_MIN;  ///< t of the last event emitted (for the time_backwards count)
-  std::int64_t first_time_high = -1; ///< raw value of the first TIME_HIGH seen, -1 before it
-  std::int32_t loops = 0;            ///< counter wrap-arounds so far
-  std::int32_t y = 0;                ///< EVT3 current row
-  std::int32_t base_x = 0;           ///< EVT3 vector base
-  std::int32_t polarity = 0;         ///< EVT3 vector polarity
-  std::int32_t has_time_base = 0;    ///< 1 once a TIME_HIGH was seen
-  std::int32_t y_valid = 0;          ///< EVT3: 1 once an ADDR_Y was seen (and the row is a CD row)
-  std::int32_t skip_words = 0;       ///< continuation words still to skip (multi-word events)
+  std::int64_t first_time_high = -1;      ///< raw value of the first TIME_HIGH seen, -1 before it
+  std::int32_t loops = 0;                 ///< counter wrap-arounds so far
+  std::int32_t y = 0;                     ///< EVT3 current row
+  std::int32_t base_x = 0;                ///< EVT3 vector base
+  std::int32_t polarity = 0;              ///< EVT3 vector polarity
+  std::int32_t has_time_base = 0;         ///< 1 once a TIME_HIGH was seen
+  std::int32_t y_valid = 0;               ///< EVT3: 1 once an ADDR_Y was seen (and the row is a CD row)
+  std::int32_t skip_words = 0;            ///< continuation words still to skip (multi-word events)
   std::int32_t reserved = 0;
 
   friend bool operator==(const DecoderState&, const DecoderState&) = default;

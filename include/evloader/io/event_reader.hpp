@@ -39,7 +39,7 @@ using ProgressCallback = std::function<void(std::uint64_t, std::uint64_t)>;
 struct ReaderOptions {
   OnViolation on_violation = OnViolation::skip;
   TimeOrigin time_origin = TimeOrigin::absolute;
-  RawFormatOverride raw_format{};   ///< RAW only: force encoding, geometry, EVT2.1 word order
+  RawFormatOverride raw_format{};    ///< RAW only: force encoding, geometry, EVT2.1 word order
   std::optional<Geometry> geometry;  ///< DAT (and RAW) geometry override, e.g. for DAT files without a size
   bool decode_triggers = true;
   IndexStorage index_storage = IndexStorage::sidecar;
@@ -77,7 +77,8 @@ class EventReader {
   /// All remaining events.
   [[nodiscard]] EventBuffer load_all();
 
-  /// Trigger events decoded so far and not yet taken (decoding runs slightly ahead of the CD events returned).
+  /// Trigger events decoded so far and not yet taken (decoding runs slightly ahead of the CD events
+  /// returned).
   [[nodiscard]] TriggerBuffer take_triggers();
 
   // --- Position -------------------------------------------------------------------------------

@@ -13,11 +13,11 @@ namespace evloader {
 
 /// One field of a structured dtype (or the single field of a plain dtype, with an empty name).
 struct NpyField {
-  std::string name;        ///< empty for padding fields ('' , '|V4')
-  char byte_order = '<';   ///< '<', '>', '|' or '='
-  char kind = 'V';         ///< 'b' 'i' 'u' 'f' 'c' 'V' 'S' 'U' 'M' 'm'
-  std::size_t size = 0;    ///< bytes of one element of this field (without sub-array shape)
-  std::size_t offset = 0;  ///< from the start of a record
+  std::string name;                ///< empty for padding fields ('' , '|V4')
+  char byte_order = '<';           ///< '<', '>', '|' or '='
+  char kind = 'V';                 ///< 'b' 'i' 'u' 'f' 'c' 'V' 'S' 'U' 'M' 'm'
+  std::size_t size = 0;            ///< bytes of one element of this field (without sub-array shape)
+  std::size_t offset = 0;          ///< from the start of a record
   std::vector<std::size_t> shape;  ///< sub-array shape, empty for scalars
   std::vector<NpyField> children;  ///< nested struct (kind 'V'), empty otherwise
 
@@ -25,12 +25,12 @@ struct NpyField {
 };
 
 struct NpyArray {
-  std::vector<NpyField> fields;        ///< record layout; one unnamed field for plain dtypes
+  std::vector<NpyField> fields;  ///< record layout; one unnamed field for plain dtypes
   bool structured = false;
   bool fortran_order = false;
   std::vector<std::size_t> shape;
   std::size_t itemsize = 0;
-  std::vector<std::byte> data;         ///< itemsize * product(shape) bytes, as in the file
+  std::vector<std::byte> data;  ///< itemsize * product(shape) bytes, as in the file
 
   [[nodiscard]] std::size_t count() const noexcept;  ///< product of shape
   [[nodiscard]] const NpyField* field(const std::string& name) const noexcept;

@@ -19,7 +19,7 @@ namespace evloader {
 /// A position where decoding can resume: the byte offset of a word boundary and the decoder state there.
 struct IndexEntry {
   std::uint64_t byte_offset = 0;
-  std::uint64_t event_index = 0;        ///< CD events decoded before this position
+  std::uint64_t event_index = 0;          ///< CD events decoded before this position
   std::int64_t max_t_before = INT64_MIN;  ///< largest t among those events (non-decreasing over entries)
   DecoderState state{};
 };
@@ -45,7 +45,8 @@ struct TimeIndex {
   std::vector<IndexEntry> entries;  ///< entries[0] is the start of the data
   IndexSummary summary;
 
-  /// The last entry after which no event has t >= t (so a linear scan's first event with t' >= t lies after it).
+  /// The last entry after which no event has t >= t (so a linear scan's first event with t' >= t lies after
+  /// it).
   [[nodiscard]] const IndexEntry& entry_for_time(Timestamp t) const;
   /// The last entry with event_index <= n.
   [[nodiscard]] const IndexEntry& entry_for_event(std::uint64_t n) const;
@@ -58,8 +59,10 @@ struct TimeIndex {
 [[nodiscard]] std::filesystem::path cache_index_path(const std::filesystem::path& recording);
 
 /// Load an index saved for `key`; nullopt when missing, stale, or damaged (checksum, structure).
-[[nodiscard]] std::optional<TimeIndex> load_index(const std::filesystem::path& index_path, const IndexKey& key);
+[[nodiscard]] std::optional<TimeIndex> load_index(const std::filesystem::path& index_path,
+                                                  const IndexKey& key);
 /// Save atomically (temporary file + rename). Returns false when the folder is not writable.
-bool save_index(const std::filesystem::path& index_path, const IndexKey& key, const TimeIndex& index) noexcept;
+bool save_index(const std::filesystem::path& index_path, const IndexKey& key,
+                const TimeIndex& index) noexcept;
 
 }  // namespace evloader

@@ -23,11 +23,11 @@
 namespace evloader {
 
 struct BatchShape {
-  int num_tbins = 0;  // T
-  int batch_size = 0; // N
-  int channels = 0;   // C
-  int height = 0;     // H
-  int width = 0;      // W
+  int num_tbins = 0;   // T
+  int batch_size = 0;  // N
+  int channels = 0;    // C
+  int height = 0;      // H
+  int width = 0;       // W
 
   [[nodiscard]] std::size_t item_frame() const noexcept {
     return static_cast<std::size_t>(channels) * height * width;
@@ -94,14 +94,14 @@ class ItemFiller {
 };
 
 struct EngineOptions {
-  int num_workers = 2;    ///< 0: batches are produced in the thread calling next()
-  int prefetch = 2;       ///< batches produced ahead of the consumer (>= 1)
+  int num_workers = 2;  ///< 0: batches are produced in the thread calling next()
+  int prefetch = 2;     ///< batches produced ahead of the consumer (>= 1)
 };
 
 class Engine {
  public:
-  Engine(std::shared_ptr<const Schedule> schedule, const BatchShape& shape, std::shared_ptr<ItemFiller> filler,
-         const EngineOptions& options);
+  Engine(std::shared_ptr<const Schedule> schedule, const BatchShape& shape,
+         std::shared_ptr<ItemFiller> filler, const EngineOptions& options);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -141,9 +141,9 @@ class Engine {
   std::condition_variable slot_done_;
   std::vector<std::thread> workers_;
   bool stopping_ = false;
-  std::size_t next_batch_ = 0;   // next task to hand out: (next_batch_, next_slot_)
+  std::size_t next_batch_ = 0;  // next task to hand out: (next_batch_, next_slot_)
   int next_slot_ = 0;
-  std::size_t consumed_ = 0;     // batches delivered to the consumer
+  std::size_t consumed_ = 0;            // batches delivered to the consumer
   std::vector<std::size_t> slot_next_;  // per slot: the batch whose turn it is
   std::map<std::size_t, InFlight> in_flight_;
 };

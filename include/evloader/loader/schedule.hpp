@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// The chronological batch schedule of the SequentialDataLoader (metavision_ml's Scheduler, behaviour spec §3):
-// recordings are cut into time windows of num_tbins * delta_t and laid end to end in `batch_size` parallel
-// slots, so that slot s of batch b+1 continues where slot s of batch b stopped (truncated BPTT).
+// The chronological batch schedule of the SequentialDataLoader (metavision_ml's Scheduler, behaviour spec
+// §3): recordings are cut into time windows of num_tbins * delta_t and laid end to end in `batch_size`
+// parallel slots, so that slot s of batch b+1 continues where slot s of batch b stopped (truncated BPTT).
 // Pure arithmetic: no I/O, no threads, deterministic for a seed.
 #pragma once
 
@@ -21,16 +21,16 @@ struct ScheduleRecording {
 };
 
 struct ScheduleOptions {
-  Timestamp delta_t = 0;   ///< µs per time bin
-  int num_tbins = 0;       ///< time bins per batch item
-  int batch_size = 1;      ///< parallel slots (reduced to the number of chunks when there are fewer)
+  Timestamp delta_t = 0;  ///< µs per time bin
+  int num_tbins = 0;      ///< time bins per batch item
+  int batch_size = 1;     ///< parallel slots (reduced to the number of chunks when there are fewer)
   /// 0: whole recordings; k > 0: recordings are cut into chunks of at most k consecutive batches
   /// (curriculum learning), each chunk starting with a memory reset.
   int max_consecutive_batch = 0;
-  bool padding = false;    ///< keep going until the longest slot ends, padding the others
-  bool shuffle = false;    ///< shuffle the order of the chunks with `seed`
+  bool padding = false;  ///< keep going until the longest slot ends, padding the others
+  bool shuffle = false;  ///< shuffle the order of the chunks with `seed`
   std::uint64_t seed = 0;
-  int rank = 0;            ///< this process's share of the recordings ...
+  int rank = 0;  ///< this process's share of the recordings ...
   /// ... out of world_size disjoint shares, balanced by duration. With world_size > 1 every rank pads to
   /// the longest rank's number of batches (so a torch.distributed job never hangs), and so never drops
   /// the tail of its longer slots either.
@@ -46,12 +46,12 @@ struct ScheduleEntry {
 
 /// What one slot of one batch reads.
 struct ScheduleItem {
-  bool padding = true;     ///< nothing to read: zeros, no labels
-  int entry = -1;          ///< index into Schedule::entries()
-  int recording = -1;      ///< index into the recordings given to the constructor
-  Timestamp start = 0;     ///< first µs of the window
-  Timestamp duration = 0;  ///< num_tbins * delta_t
-  bool keep_memory = true; ///< false at the first window of a chunk: the network must reset its state
+  bool padding = true;      ///< nothing to read: zeros, no labels
+  int entry = -1;           ///< index into Schedule::entries()
+  int recording = -1;       ///< index into the recordings given to the constructor
+  Timestamp start = 0;      ///< first µs of the window
+  Timestamp duration = 0;   ///< num_tbins * delta_t
+  bool keep_memory = true;  ///< false at the first window of a chunk: the network must reset its state
 };
 
 /// metavision_ml's `_rounding`: the duration rounded to a multiple of `window`, up when the remainder is
@@ -61,7 +61,8 @@ struct ScheduleItem {
 
 class Schedule {
  public:
-  /// Throws ConfigError for non-positive delta_t/num_tbins/batch_size, a bad rank, or a recording with end < begin.
+  /// Throws ConfigError for non-positive delta_t/num_tbins/batch_size, a bad rank, or a recording with end <
+  /// begin.
   Schedule(std::vector<ScheduleRecording> recordings, const ScheduleOptions& options);
 
   [[nodiscard]] std::size_t num_batches() const noexcept { return num_batches_; }

@@ -15,15 +15,15 @@ namespace evloader {
 /// Reads windows [start, start + duration) of an event recording (opened once) and accumulates them with
 /// `preprocessor` into T frames of C x H x W, coordinates divided by 2^downsampling_factor. Consecutive
 /// windows are read sequentially; any other window seeks through the time index.
-[[nodiscard]] std::unique_ptr<TensorSource> open_event_source(const std::filesystem::path& path,
-                                                              const ReaderOptions& reader_options,
-                                                              std::shared_ptr<const Preprocessor> preprocessor,
-                                                              int downsampling_factor, const BatchShape& shape);
+[[nodiscard]] std::unique_ptr<TensorSource> open_event_source(
+    const std::filesystem::path& path, const ReaderOptions& reader_options,
+    std::shared_ptr<const Preprocessor> preprocessor, int downsampling_factor, const BatchShape& shape);
 
 /// Reads frames [ (start - origin) / delta_t, (start + duration - origin) / delta_t ) of a precomputed
 /// tensor file (origin: its start_ts attribute, else 0), area-resized to H x W, /255 when stored as uint8.
 /// Throws ConfigError naming the file when its delta_t, channels or size do not fit the request.
 [[nodiscard]] std::unique_ptr<TensorSource> open_tensor_file_source(const std::filesystem::path& path,
-                                                                    Timestamp delta_t, const BatchShape& shape);
+                                                                    Timestamp delta_t,
+                                                                    const BatchShape& shape);
 
 }  // namespace evloader

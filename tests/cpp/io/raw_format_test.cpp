@@ -37,8 +37,9 @@ TEST(RawFormat, SystemIdAloneGivesEncoding) {
 }
 
 TEST(RawFormat, OtherIntegratorsDoNotUseTheTable) {
-  EXPECT_THROW((void)resolve_raw_format(header_of({{"integrator_name", "Acme"}, {"system_ID", "21"}}), {}, "f.raw"),
-               FormatError);
+  EXPECT_THROW(
+      (void)resolve_raw_format(header_of({{"integrator_name", "Acme"}, {"system_ID", "21"}}), {}, "f.raw"),
+      FormatError);
 }
 
 TEST(RawFormat, GeometryKeyIsWidthFirst) {
@@ -47,9 +48,10 @@ TEST(RawFormat, GeometryKeyIsWidthFirst) {
 }
 
 TEST(RawFormat, ContradictionsAndUnsupportedEncodingsAreErrors) {
-  EXPECT_THROW((void)resolve_raw_format(
-                   header_of({{"format", "EVT3;height=720;width=1280"}, {"geometry", "640x480"}}), {}, "f.raw"),
-               FormatError);
+  EXPECT_THROW(
+      (void)resolve_raw_format(header_of({{"format", "EVT3;height=720;width=1280"}, {"geometry", "640x480"}}),
+                               {}, "f.raw"),
+      FormatError);
   try {
     (void)resolve_raw_format(header_of({{"format", "EVT4;height=720;width=1280"}}), {}, "dir/f.raw");
     FAIL() << "EVT4 accepted";
@@ -73,7 +75,8 @@ TEST(RawFormat, UserOverrideWins) {
 }
 
 TEST(RawFormat, Evt21WordOrder) {
-  auto legacy = resolve_raw_format(header_of({{"format", "EVT21;endianness=legacy;height=720;width=1280"}}), {}, "f");
+  auto legacy =
+      resolve_raw_format(header_of({{"format", "EVT21;endianness=legacy;height=720;width=1280"}}), {}, "f");
   EXPECT_EQ(legacy.evt21_order, Evt21Order::legacy);
   auto little = resolve_raw_format(header_of({{"evt", "2.1"}, {"endianness", "little"}}), {}, "f");
   EXPECT_EQ(little.evt21_order, Evt21Order::little);

@@ -49,7 +49,9 @@ Recording write_recording(Kind kind, std::size_t n, std::uint32_t seed) {
     w.write(events);
     w.close();
   } else {
-    RawEncoding enc = kind == Kind::evt2 ? RawEncoding::evt2 : kind == Kind::evt21 ? RawEncoding::evt21 : RawEncoding::evt3;
+    RawEncoding enc = kind == Kind::evt2    ? RawEncoding::evt2
+                      : kind == Kind::evt21 ? RawEncoding::evt21
+                                            : RawEncoding::evt3;
     RawWriter w(path, enc, {640, 480});
     w.write(std::span(events).first(n / 3));
     w.write(std::span(events).subspan(n / 3));
@@ -95,7 +97,8 @@ TEST_P(ReaderContract, SeekTimeEqualsLinearScan) {
   for (int i = 0; i < 40; ++i) targets.push_back(pick(rng));
   for (Timestamp target : targets) {
     reader->seek_time(target);
-    auto first = std::find_if(rec.events.begin(), rec.events.end(), [&](const EventCD& e) { return e.t >= target; });
+    auto first =
+        std::find_if(rec.events.begin(), rec.events.end(), [&](const EventCD& e) { return e.t >= target; });
     const auto expected_index = static_cast<std::uint64_t>(first - rec.events.begin());
     ASSERT_EQ(reader->current_event_index(), expected_index) << "target " << target;
     ASSERT_EQ(reader->current_time(), target);
@@ -154,8 +157,8 @@ std::string kind_name(const ::testing::TestParamInfo<Kind>& param) {
   return names[static_cast<int>(param.param)];
 }
 
-INSTANTIATE_TEST_SUITE_P(AllFormats, ReaderContract, ::testing::Values(Kind::evt2, Kind::evt21, Kind::evt3, Kind::dat),
-                         kind_name);
+INSTANTIATE_TEST_SUITE_P(AllFormats, ReaderContract,
+                         ::testing::Values(Kind::evt2, Kind::evt21, Kind::evt3, Kind::dat), kind_name);
 
 TEST(EventReader, MetavisionTimeOriginShiftsRawButNotDat) {
   auto rec = write_recording(Kind::evt3, 1000, 16);

@@ -29,7 +29,8 @@ std::shared_ptr<const Schedule> make_schedule(int batch_size = 3) {
 // that each slot is visited in batch order and never by two threads at once.
 class FakeFiller : public ItemFiller {
  public:
-  explicit FakeFiller(int slots) : last_batch_(static_cast<std::size_t>(slots)), busy_(static_cast<std::size_t>(slots)) {}
+  explicit FakeFiller(int slots)
+      : last_batch_(static_cast<std::size_t>(slots)), busy_(static_cast<std::size_t>(slots)) {}
   void begin_epoch() override {
     for (auto& b : last_batch_) b = -1;
   }
@@ -45,9 +46,11 @@ class FakeFiller : public ItemFiller {
     const auto& shape = batch.shape();
     for (int t = 0; t < shape.num_tbins; ++t) {
       float* out = batch.data() + batch.offset(t, slot);
-      const float value = item.padding ? 0.0f : static_cast<float>(item.recording * 1000 + item.start / kMs + t);
+      const float value =
+          item.padding ? 0.0f : static_cast<float>(item.recording * 1000 + item.start / kMs + t);
       std::fill(out, out + shape.item_frame(), value);
-      batch.frame_is_labeled[static_cast<std::size_t>(t * shape.batch_size + slot)] = !item.padding && t % 2 == 0;
+      batch.frame_is_labeled[static_cast<std::size_t>(t * shape.batch_size + slot)] =
+          !item.padding && t % 2 == 0;
     }
     busy_[s] = false;
   }
@@ -93,7 +96,8 @@ TEST(Engine, ItemsMatchTheSchedule) {
     for (int slot = 0; slot < batch->shape().batch_size; ++slot) {
       const auto item = schedule->at(batch->index(), slot);
       EXPECT_EQ(batch->items[static_cast<std::size_t>(slot)].start, item.start);
-      const float expected = item.padding ? 0.0f : static_cast<float>(item.recording * 1000 + item.start / kMs + 3);
+      const float expected =
+          item.padding ? 0.0f : static_cast<float>(item.recording * 1000 + item.start / kMs + 3);
       EXPECT_EQ(batch->data()[batch->offset(3, slot)], expected);
     }
   }
@@ -151,7 +155,8 @@ TEST(Engine, DestroyedMidEpochAndBatchesOutliveIt) {
     auto schedule = make_schedule();
     std::shared_ptr<Batch> kept;
     {
-      Engine engine(schedule, shape_for(*schedule), std::make_shared<FakeFiller>(schedule->batch_size()), {3, 2});
+      Engine engine(schedule, shape_for(*schedule), std::make_shared<FakeFiller>(schedule->batch_size()),
+                    {3, 2});
       engine.start();
       kept = engine.next();
     }

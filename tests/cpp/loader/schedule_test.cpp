@@ -45,10 +45,14 @@ TEST(Schedule, SpecWorkedExampleWithPadding) {
   // slot 0: file 0 (batches 0-9), file 2 (10-13), file 4 (14-16), padding at 17.
   for (std::size_t b = 0; b < 18; ++b) {
     auto item = s.at(b, 0);
-    if (b < 10) EXPECT_EQ(item.recording, 0);
-    else if (b < 14) EXPECT_EQ(item.recording, 2);
-    else if (b < 17) EXPECT_EQ(item.recording, 4);
-    else EXPECT_TRUE(item.padding);
+    if (b < 10)
+      EXPECT_EQ(item.recording, 0);
+    else if (b < 14)
+      EXPECT_EQ(item.recording, 2);
+    else if (b < 17)
+      EXPECT_EQ(item.recording, 4);
+    else
+      EXPECT_TRUE(item.padding);
   }
   // slot 1: file 1 (0-5), file 3 (6-17).
   for (std::size_t b = 0; b < 18; ++b) EXPECT_EQ(s.at(b, 1).recording, b < 6 ? 1 : 3);

@@ -15,9 +15,9 @@ struct StreamShape {
   int width = 1280;
   int height = 720;
   std::int64_t t_start = 0;
-  std::int64_t max_gap_us = 50;        ///< time between consecutive events drawn in [0, max_gap_us]
-  double same_time_prob = 0.6;         ///< probability that the next event has the same t
-  double burst_prob = 0.3;             ///< probability of a run of neighbouring pixels on one row (vectors)
+  std::int64_t max_gap_us = 50;  ///< time between consecutive events drawn in [0, max_gap_us]
+  double same_time_prob = 0.6;   ///< probability that the next event has the same t
+  double burst_prob = 0.3;       ///< probability of a run of neighbouring pixels on one row (vectors)
 };
 
 /// Events sorted by t, with bursts of same-row same-t neighbours (which exercise the vector words).
