@@ -27,6 +27,12 @@ class StreamKernel {
   /// Accumulates `events` (times relative to the span start) into `out`, `bins` contiguous float32 frames of
   /// channels x height x width, zeroed before the call; the span of `total` µs is split into `bins` bins.
   virtual void run(std::span<const EventCD> events, Timestamp total, int bins, float* out) = 0;
+  /// True when a bin's values depend only on the events the kernel's bin rule puts in it, not on their times
+  /// (histo, diff and their quantized forms): a delta_t window can then be made one bin at a time.
+  [[nodiscard]] virtual bool separable_bins() const noexcept { return false; }
+  /// True when the kernel writes only at the pixels (x, y) of its events, in any channel (every registry
+  /// kernel at the sensor size): a downscaled frame can then be made from the blocks its events touch.
+  [[nodiscard]] virtual bool pixel_local() const noexcept { return false; }
 };
 
 /// A registry preprocessing (C++ kernel) producing frames of channels x height x width. Runs in the

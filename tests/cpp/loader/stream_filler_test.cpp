@@ -10,6 +10,7 @@
 #include <cmath>
 #include <fstream>
 #include <map>
+#include <random>
 
 #include "evloader/core/error.hpp"
 #include "evloader/io/dat.hpp"
@@ -446,7 +447,135 @@ TEST(StreamFiller, NativeKernelsRunAtTheSensorSizeAndWiden) {
     EXPECT_TRUE(std::equal(want.begin(), want.end(), batch->data()));
   }
   EXPECT_EQ(k, expected.size());
+  // delta_t mode with a kernel whose bins are separable: made bin by bin (straight into the batch, or through
+  // a one-bin scratch when downscaled), with the same values.
+  StreamSlicing d;
+  d.mode = SliceMode::delta_t;
+  d.delta_t = 3000;
+  d.num_tbins = 4;
+  // Events on every bin edge, where an off-by-one in cutting the bins would show.
+  static const Recording edges = [] {
+    Recording r = write_recording("e_edges_evt3.raw", 6000, 9, 0);
+    for (std::size_t i = 0; i < r.events.size(); ++i) r.events[i].t = static_cast<Timestamp>(i / 4) * 500;
+    RawWriter w(r.path, RawEncoding::evt3, {kW, kH});
+    w.write(r.events);
+    return r;
+  }();
+  const std::vector<std::filesystem::path> dpaths = {edges.path};
+  const auto dplans = plan_all(dpaths, d);
+  const auto dexpected = expected_tensors(edges.events, d);
+  for (auto [h, w] : {std::pair{kH, kW}, std::pair{24, 32}}) {
+    const BatchShape dshape{4, 1, 2, h, w};
+    auto dschedule = std::make_shared<StreamSchedule>(std::vector<std::uint64_t>{dplans[0].items}, 1,
+                                                      StreamPadding::zeros);
+    auto dfiller = std::make_shared<StreamFiller>(
+        dschedule,
+        [&](int) {
+          return open_event_stream(
+              dpaths[0], memory_index(), d, dplans[0],
+              [&](int hh, int ww) { return make_native_stream_kernel(kernel, 2, hh, ww); }, dshape);
+        },
+        nullptr, OnStreamError::raise, std::vector<std::string>{dpaths[0].string()});
+    Engine dengine(dschedule->engine_schedule(), dshape, dfiller, EngineOptions{2, 2});
+    dengine.start();
+    std::size_t n = 0;
+    while (auto batch = dengine.next()) {
+      ASSERT_LT(n, dexpected.size());
+      std::vector<float> want = dexpected[n++].frames;
+      for (float& v : want) v = std::min(v, 15.0f);
+      std::vector<float> small(dshape.elements());
+      area_resize(want.data(), kH, kW, small.data(), h, w, 4 * 2);
+      EXPECT_TRUE(std::equal(small.begin(), small.end(), batch->data()))
+          << h << "x" << w << " tensor " << n - 1;
+    }
+    EXPECT_EQ(n, dexpected.size());
+  }
   // A kernel that refuses the channel count is refused when the stream opens.
+  EXPECT_THROW((void)make_native_stream_kernel(kernel, 3, kH, kW), ConfigError);
+}
+
+// Runs `slicing` over a recording with a native kernel at batch size h x w; returns the epoch's tensors.
+std::vector<std::vector<float>> native_epoch(const std::filesystem::path& path, const std::string& name,
+                                             const StreamSlicing& slicing, int h, int w) {
+  const std::vector<std::filesystem::path> paths = {path};
+  const auto plans = plan_all(paths, slicing);
+  std::shared_ptr<const Preprocessor> kernel = make_preprocessor(name);
+  const int channels = preprocessor_channels(name);
+  const BatchShape shape{slicing.num_tbins, 1, channels, h, w};
+  auto schedule =
+      std::make_shared<StreamSchedule>(std::vector<std::uint64_t>{plans[0].items}, 1, StreamPadding::zeros);
+  auto filler = std::make_shared<StreamFiller>(
+      schedule,
+      [=](int) {
+        return open_event_stream(
+            paths[0], memory_index(), slicing, plans[0],
+            [=](int hh, int ww) { return make_native_stream_kernel(kernel, channels, hh, ww); }, shape);
+      },
+      nullptr, OnStreamError::raise, std::vector<std::string>{paths[0].string()});
+  Engine engine(schedule->engine_schedule(), shape, filler, EngineOptions{1, 2});
+  engine.start();
+  std::vector<std::vector<float>> out;
+  while (auto batch = engine.next()) out.emplace_back(batch->data(), batch->data() + shape.elements());
+  return out;
+}
+
+TEST(StreamFiller, DownscaledKernelsEqualTheAreaResizeOfTheFullSizeTensors) {
+  // Bit for bit, with fractional values (histo adds 0.2, event cubes bilinear weights), whichever way the
+  // frame is downscaled: sparse blocks for few events, the whole frame otherwise, the general INTER_AREA path
+  // for non-integer factors.
+  // Spots: 12 events in a 4x4 pixel square every 100 us (pixels hit once or twice), so that blocks hold
+  // several values whose sum depends on the order of the additions.
+  static const Recording spots = [] {
+    Recording r{dir() / "f_spots_evt3.raw", {}};
+    std::mt19937 rng(5);
+    for (int i = 0; i < 150; ++i) {
+      const int x0 = static_cast<int>(rng() % (kW / 4)) * 4, y0 = static_cast<int>(rng() % (kH / 4)) * 4;
+      for (int k = 0; k < 12; ++k)
+        r.events.push_back({static_cast<std::uint16_t>(x0 + rng() % 4),
+                            static_cast<std::uint16_t>(y0 + rng() % 4), static_cast<std::int16_t>(rng() % 2),
+                            static_cast<Timestamp>(i) * 100 + k});
+    }
+    RawWriter w(r.path, RawEncoding::evt3, {kW, kH});
+    w.write(r.events);
+    return r;
+  }();
+  for (const char* name : {"histo", "event_cube", "timesurface"}) {
+    for (SliceMode mode : {SliceMode::mixed, SliceMode::delta_t}) {
+      StreamSlicing s;
+      s.mode = mode;
+      s.delta_t = 100;  // one spot per bin: few enough events for the sparse resize
+      s.n_events = mode == SliceMode::mixed ? 7 : 0;
+      s.num_tbins = 3;
+      const auto full = native_epoch(spots.path, name, s, kH, kW);
+      const int channels = preprocessor_channels(name);
+      for (auto [h, w] : {std::pair{24, 32}, std::pair{12, 16}, std::pair{16, 32}, std::pair{20, 30}}) {
+        const auto small = native_epoch(spots.path, name, s, h, w);
+        ASSERT_EQ(small.size(), full.size());
+        for (std::size_t b = 0; b < full.size(); ++b) {
+          std::vector<float> want(small[b].size());
+          area_resize(full[b].data(), kH, kW, want.data(), h, w, static_cast<std::size_t>(3 * channels));
+          ASSERT_EQ(small[b], want) << name << " " << h << "x" << w << " tensor " << b;
+        }
+      }
+    }
+  }
+  // Dense bins (every pixel touched): the whole-frame path gives the same.
+  StreamSlicing dense;
+  dense.mode = SliceMode::n_events;
+  dense.n_events = 20000;
+  dense.num_tbins = 1;
+  const auto full = native_epoch(recordings()[0].path, "histo", dense, kH, kW);
+  const auto small = native_epoch(recordings()[0].path, "histo", dense, 24, 32);
+  ASSERT_EQ(small.size(), full.size());
+  for (std::size_t b = 0; b < full.size(); ++b) {
+    std::vector<float> want(small[b].size());
+    area_resize(full[b].data(), kH, kW, want.data(), 24, 32, 2);
+    EXPECT_EQ(small[b], want);
+  }
+}
+
+TEST(StreamFiller, KernelChannelsAreCheckedAtOpen) {
+  std::shared_ptr<const Preprocessor> kernel = make_preprocessor("histo_quantized");
   EXPECT_THROW((void)make_native_stream_kernel(kernel, 3, kH, kW), ConfigError);
 }
 
