@@ -8,6 +8,7 @@
 #include <nanobind/stl/vector.h>
 
 #include "bindings.hpp"
+#include "python_objects.hpp"
 #include "evloader/core/error.hpp"
 #include "evloader/loader/engine.hpp"
 #include "evloader/loader/schedule.hpp"
@@ -17,10 +18,6 @@
 namespace evloader::python {
 
 namespace {
-
-nb::tuple item_tuple(const ScheduleItem& i) {
-  return nb::make_tuple(i.padding, i.entry, i.recording, i.start, i.duration, i.keep_memory);
-}
 
 void bind_schedule(nb::module_& m) {
   nb::class_<Schedule>(m, "Schedule")
@@ -72,33 +69,6 @@ void bind_schedule(nb::module_& m) {
         nb::arg("tolerance") = 1000);
 }
 
-// Python objects kept in C++ (labels) must be released with the GIL held, whichever thread drops them.
-std::shared_ptr<void> keep_python_object(nb::object obj) {
-  return std::shared_ptr<void>(new nb::object(std::move(obj)), [](void* p) {
-    nb::gil_scoped_acquire locked;
-    delete static_cast<nb::object*>(p);
-  });
-}
-
-Kwargs kwargs_from_dict(const nb::dict& d) {
-  Kwargs out;
-  for (auto [key, value] : d) {
-    std::string name = nb::cast<std::string>(key);
-    if (value.is_none())
-      out[name] = std::monostate{};
-    else if (nb::isinstance<nb::bool_>(value))
-      out[name] = nb::cast<bool>(value);
-    else if (nb::isinstance<nb::int_>(value))
-      out[name] = nb::cast<std::int64_t>(value);
-    else if (nb::isinstance<nb::float_>(value))
-      out[name] = nb::cast<double>(value);
-    else if (nb::isinstance<nb::str>(value))
-      out[name] = nb::cast<std::string>(value);
-    else
-      throw ConfigError("preprocess kwarg '" + name + "' must be None, a bool, a number or a string");
-  }
-  return out;
-}
 
 // A Python preprocessing function (register_new_preprocessing) on a C++ reader: the events are read without
 // the GIL, the function runs with it.

@@ -9,6 +9,7 @@
 #include <nanobind/stl/vector.h>
 
 #include "bindings.hpp"
+#include "python_objects.hpp"
 #include "evloader/core/error.hpp"
 #include "evloader/loader/engine.hpp"
 #include "evloader/loader/stream_filler.hpp"
@@ -56,37 +57,6 @@ StreamPlan plan_from(const PlanTuple& t) {
   return p;
 }
 
-nb::tuple item_tuple(const ScheduleItem& i) {
-  return nb::make_tuple(i.padding, i.entry, i.recording, i.start, i.duration, i.keep_memory);
-}
-
-// Python objects kept in C++ (labels) must be released with the GIL held, whichever thread drops them.
-std::shared_ptr<void> keep_python_object(nb::object obj) {
-  return std::shared_ptr<void>(new nb::object(std::move(obj)), [](void* p) {
-    nb::gil_scoped_acquire locked;
-    delete static_cast<nb::object*>(p);
-  });
-}
-
-Kwargs kwargs_from_dict(const nb::dict& d) {
-  Kwargs out;
-  for (auto [key, value] : d) {
-    std::string name = nb::cast<std::string>(key);
-    if (value.is_none())
-      out[name] = std::monostate{};
-    else if (nb::isinstance<nb::bool_>(value))
-      out[name] = nb::cast<bool>(value);
-    else if (nb::isinstance<nb::int_>(value))
-      out[name] = nb::cast<std::int64_t>(value);
-    else if (nb::isinstance<nb::float_>(value))
-      out[name] = nb::cast<double>(value);
-    else if (nb::isinstance<nb::str>(value))
-      out[name] = nb::cast<std::string>(value);
-    else
-      throw ConfigError("preprocess kwarg '" + name + "' must be None, a bool, a number or a string");
-  }
-  return out;
-}
 
 // A Python preprocessing function (register_new_preprocessing): called with the GIL on the events of a span
 // and a [bins, C, H, W] float32 view of the stream's frames (writes land in place).
