@@ -8,12 +8,12 @@
 #include <nanobind/stl/vector.h>
 
 #include "bindings.hpp"
-#include "python_objects.hpp"
 #include "evloader/core/error.hpp"
 #include "evloader/loader/engine.hpp"
 #include "evloader/loader/schedule.hpp"
 #include "evloader/loader/slot_filler.hpp"
 #include "evloader/loader/sources.hpp"
+#include "python_objects.hpp"
 
 namespace evloader::python {
 
@@ -68,7 +68,6 @@ void bind_schedule(nb::module_& m) {
   m.def("round_duration", &round_duration, nb::arg("duration"), nb::arg("window"), nb::arg("max_batch") = 0,
         nb::arg("tolerance") = 1000);
 }
-
 
 // A Python preprocessing function (register_new_preprocessing) on a C++ reader: the events are read without
 // the GIL, the function runs with it.

@@ -9,11 +9,11 @@
 #include <nanobind/stl/vector.h>
 
 #include "bindings.hpp"
-#include "python_objects.hpp"
 #include "evloader/core/error.hpp"
 #include "evloader/loader/engine.hpp"
 #include "evloader/loader/stream_filler.hpp"
 #include "evloader/loader/stream_schedule.hpp"
+#include "python_objects.hpp"
 
 namespace evloader::python {
 
@@ -56,7 +56,6 @@ StreamPlan plan_from(const PlanTuple& t) {
   std::tie(p.begin, p.end, p.events, p.bins, p.items, p.geometry.width, p.geometry.height) = t;
   return p;
 }
-
 
 // A Python preprocessing function (register_new_preprocessing): called with the GIL on the events of a span
 // and a [bins, C, H, W] float32 view of the stream's frames (writes land in place).
