@@ -83,7 +83,8 @@ class EventStreamSource final : public StreamTensorSource {
     if (sensor_h_ != shape.height || sensor_w_ != shape.width)
       resizer_.emplace(sensor_h_, sensor_w_, shape.height, shape.width);
     kernel_ = kernel(sensor_h_, sensor_w_);
-    if (resizer_ && resizer_->integer_factors() && kernel_->pixel_local()) {
+    if (resizer_ && resizer_->integer_factors()) {
+      sparse_ = kernel_->pixel_local();
       fy_ = sensor_h_ / shape.height;
       fx_ = sensor_w_ / shape.width;
       for (int sy = 0; sy < fy_; ++sy)
@@ -172,7 +173,7 @@ class EventStreamSource final : public StreamTensorSource {
       // Few events: only the blocks they touched can be non-zero (a sparse resize, then a sparse clear).
       const std::size_t plane = static_cast<std::size_t>(sensor_h_) * sensor_w_;
       // Measured crossover (2x2 blocks, VGA): sparse wins below about one event per 60 pixels.
-      if (!block_.empty() && events.size() * (block_.size() + 8) * 4 < plane)
+      if (sparse_ && events.size() * (block_.size() + 8) * 4 < plane)
         emit_sparse(events, dst);
       else
         emit(frames_.data(), dst);
@@ -239,11 +240,36 @@ class EventStreamSource final : public StreamTensorSource {
 
   // Writes one scratch frame to the batch (resized or copied), then clears it for the next use.
   void emit(float* frame, float* dst) {
+    if (!block_.empty()) {
+      emit_blocks(frame, dst);
+      return;
+    }
     if (resizer_)
       resizer_->resize(frame, dst, static_cast<std::size_t>(shape_.channels));
     else
       std::copy_n(frame, frame_, dst);
     std::fill_n(frame, frame_, 0.0f);
+  }
+
+  // Integer factors: AreaResizer's block means (the same additions), each band of source rows cleared right
+  // after it is read, while it is still in L1, rather than in a second pass over the frame.
+  void emit_blocks(float* frame, float* dst) {
+    const std::size_t sw = static_cast<std::size_t>(sensor_w_);
+    const std::size_t band = sw * static_cast<std::size_t>(fy_);
+    const int rows = shape_.height * shape_.channels;  // planes are stacked: output row r reads band r
+    for (int r = 0; r < rows; ++r) {
+      float* src = frame + static_cast<std::size_t>(r) * band;
+      float* out = dst + static_cast<std::size_t>(r) * shape_.width;
+      if (fx_ == 2 && fy_ == 2) {
+        const float* r0 = src;
+        const float* r1 = src + sw;
+        for (int dx = 0; dx < shape_.width; ++dx)
+          out[dx] = ((r0[2 * dx] + r0[2 * dx + 1]) + (r1[2 * dx] + r1[2 * dx + 1])) * 0.25f;
+      } else {
+        for (int dx = 0; dx < shape_.width; ++dx) out[dx] = block_mean(src, 0, dx);
+      }
+      std::fill_n(src, band, 0.0f);
+    }
   }
 
   void relative_to(Timestamp origin) {
@@ -264,11 +290,14 @@ class EventStreamSource final : public StreamTensorSource {
   BatchShape shape_;
   int sensor_h_ = 0, sensor_w_ = 0;
   std::optional<AreaResizer> resizer_;
-  int fy_ = 0, fx_ = 0;  // integer area factors, for the sparse resize of pixel-local kernels
-  std::vector<std::size_t>
-      block_;  // offsets of a block's samples in row-major order; empty: no sparse resize
-  std::vector<int> block_x_, block_y_;  // sensor column / row -> output column / row
-  std::vector<std::uint32_t> stamps_;   // per output pixel: the sparse call that computed it last
+  // Integer area factors (block_ empty otherwise): the offsets of a block's samples in row-major order.
+  int fy_ = 0, fx_ = 0;
+  std::vector<std::size_t> block_;
+  // Pixel-local kernel: bins with few events are resized block by block (sensor column / row -> output
+  // column / row; per output pixel, the sparse call that computed it last).
+  bool sparse_ = false;
+  std::vector<int> block_x_, block_y_;
+  std::vector<std::uint32_t> stamps_;
   std::uint32_t stamp_ = 0;
   std::unique_ptr<StreamKernel> kernel_;
   std::size_t frame_ = 0;
