@@ -106,14 +106,15 @@ std::vector<nb::tuple> py_plan_streams(const std::vector<std::string>& paths, co
 class StreamEngine {
  public:
   StreamEngine(std::shared_ptr<StreamSchedule> schedule, std::vector<std::string> paths,
-               std::vector<PlanTuple> plans, const std::string& mode, Timestamp delta_t,
-               std::uint64_t n_events, Timestamp max_duration, std::tuple<int, int, int, int, int> dims,
-               const std::string& preprocess, nb::dict kwargs, nb::object python_kernel,
-               TimeOrigin time_origin, nb::object label_hook, const std::string& on_error, int num_workers,
-               int prefetch) {
+               std::vector<PlanTuple> plans, std::vector<bool> precomputed, const std::string& mode,
+               Timestamp delta_t, std::uint64_t n_events, Timestamp max_duration,
+               std::tuple<int, int, int, int, int> dims, const std::string& preprocess, nb::dict kwargs,
+               nb::object python_kernel, TimeOrigin time_origin, nb::object label_hook,
+               const std::string& on_error, int num_workers, int prefetch) {
     auto [T, N, C, H, W] = dims;
     shape_ = {T, N, C, H, W};
-    if (paths.size() != plans.size()) throw ConfigError("one plan per recording is needed");
+    if (paths.size() != plans.size() || paths.size() != precomputed.size())
+      throw ConfigError("one plan and one precomputed flag per recording are needed");
     if (N != schedule->batch_size()) throw ConfigError("the batch size and the stream table disagree");
     const StreamSlicing slicing = make_slicing(mode, delta_t, n_events, T, max_duration);
     if (on_error != "raise" && on_error != "skip")
@@ -140,9 +141,10 @@ class StreamEngine {
     }
     std::vector<StreamPlan> native_plans;
     for (const auto& p : plans) native_plans.push_back(plan_from(p));
-    StreamSourceFactory open = [paths, native_plans, slicing, reader_options, kernel,
+    StreamSourceFactory open = [paths, native_plans, precomputed, slicing, reader_options, kernel,
                                 shape = shape_](int r) -> std::unique_ptr<StreamTensorSource> {
       const auto i = static_cast<std::size_t>(r);
+      if (precomputed[i]) return open_tensor_stream(paths[i], slicing, native_plans[i], shape);
       return open_event_stream(paths[i], reader_options, slicing, native_plans[i], kernel, shape);
     };
 
@@ -246,6 +248,26 @@ void bind_stream(nb::module_& m) {
         "the "
         "recording was planned");
 
+  m.def(
+      "plan_tensor_stream",
+      [](const std::string& path, const std::string& mode, Timestamp delta_t, std::uint64_t n_events,
+         int num_tbins, Timestamp max_duration, const std::string& preprocess, int channels, int height,
+         int width) {
+        const StreamSlicing slicing = make_slicing(mode, delta_t, n_events, num_tbins, max_duration);
+        StreamPlan plan;
+        {
+          nb::gil_scoped_release unlocked;
+          plan = plan_tensor_stream(path, slicing, TensorStreamRequest{preprocess, channels, height, width});
+        }
+        return plan_tuple(plan);
+      },
+      nb::arg("path"), nb::arg("mode"), nb::arg("delta_t"), nb::arg("n_events"), nb::arg("num_tbins"),
+      nb::arg("max_duration"), nb::arg("preprocess"), nb::arg("channels"), nb::arg("height"),
+      nb::arg("width"),
+      "(begin, end, events, bins, items, width, height) of a precomputed tensor file; raises when it does "
+      "not "
+      "match the request");
+
   nb::class_<StreamSchedule>(m, "StreamSchedule")
       .def(
           "__init__",
@@ -273,12 +295,12 @@ void bind_stream(nb::module_& m) {
 
   nb::class_<StreamEngine>(m, "StreamEngine")
       .def(nb::init<std::shared_ptr<StreamSchedule>, std::vector<std::string>, std::vector<PlanTuple>,
-                    const std::string&, Timestamp, std::uint64_t, Timestamp,
+                    std::vector<bool>, const std::string&, Timestamp, std::uint64_t, Timestamp,
                     std::tuple<int, int, int, int, int>, const std::string&, nb::dict, nb::object, TimeOrigin,
                     nb::object, const std::string&, int, int>(),
-           nb::arg("schedule"), nb::arg("paths"), nb::arg("plans"), nb::arg("mode"), nb::arg("delta_t"),
-           nb::arg("n_events"), nb::arg("max_duration"), nb::arg("dims"), nb::arg("preprocess"),
-           nb::arg("kwargs"), nb::arg("python_kernel").none(), nb::arg("time_origin"),
+           nb::arg("schedule"), nb::arg("paths"), nb::arg("plans"), nb::arg("precomputed"), nb::arg("mode"),
+           nb::arg("delta_t"), nb::arg("n_events"), nb::arg("max_duration"), nb::arg("dims"),
+           nb::arg("preprocess"), nb::arg("kwargs"), nb::arg("python_kernel").none(), nb::arg("time_origin"),
            nb::arg("label_hook").none(), nb::arg("on_error"), nb::arg("num_workers"), nb::arg("prefetch"))
       .def("start", &StreamEngine::start, nb::arg("first") = 0)
       .def("stop", &StreamEngine::stop)

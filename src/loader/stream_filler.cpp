@@ -10,6 +10,9 @@
 
 #include "evloader/core/error.hpp"
 #include "evloader/preprocess/area_resize.hpp"
+#ifdef EVLOADER_WITH_HDF5
+#include "evloader/preprocess/tensor_file.hpp"
+#endif
 
 namespace evloader {
 
@@ -308,6 +311,49 @@ class EventStreamSource final : public StreamTensorSource {
   bool dirty_ = false;  // frames_ may hold values (an exception interrupted a read)
 };
 
+#ifdef EVLOADER_WITH_HDF5
+class TensorStreamSource final : public StreamTensorSource {
+ public:
+  TensorStreamSource(const std::filesystem::path& path, const StreamSlicing& slicing, const StreamPlan& plan,
+                     const BatchShape& shape)
+      : reader_(path), slicing_(slicing), plan_(plan), shape_(shape) {}
+
+  BinSpan read(std::uint64_t index, float* out, std::size_t t_stride) override {
+    const int bins = shape_.num_tbins;
+    const auto first = static_cast<std::int64_t>(index) * bins;
+    const auto frames = static_cast<std::int64_t>(plan_.bins);
+    const std::size_t frame = shape_.item_frame();
+    for (int t = 0; t < bins; ++t) {
+      float* dst = out + static_cast<std::size_t>(t) * t_stride;
+      if (first + t < frames)
+        reader_.read_frames(first + t, 1, shape_.height, shape_.width, {dst, frame});
+      else
+        std::fill_n(dst, frame, 0.0f);  // past the end (or max_duration): an incomplete last tensor
+    }
+    BinSpan span;
+    if (slicing_.mode == SliceMode::delta_t) {
+      const Timestamp window = slicing_.delta_t * bins;
+      span.begin = plan_.begin + static_cast<Timestamp>(index) * window;
+      span.end = span.begin + window;
+    } else {
+      const auto& last = reader_.last_timestamps();
+      const auto end = std::min<std::int64_t>(first + bins, frames);
+      span.begin = first > 0 ? last[static_cast<std::size_t>(first - 1)] : plan_.begin;
+      span.end = std::max(span.begin, last[static_cast<std::size_t>(end - 1)]) + 1;
+    }
+    return span;
+  }
+
+  [[nodiscard]] std::uint64_t events_read() const noexcept override { return 0; }
+
+ private:
+  TensorFileReader reader_;
+  StreamSlicing slicing_;
+  StreamPlan plan_;
+  BatchShape shape_;
+};
+#endif
+
 // Rethrows the exception in flight with `where` in its message, keeping its category.
 [[noreturn]] void rethrow_naming(const std::string& name, const std::string& where) {
   const auto message = [&](const char* what) {
@@ -348,6 +394,61 @@ std::unique_ptr<StreamTensorSource> open_event_stream(const std::filesystem::pat
                                                       const StreamKernelFactory& kernel,
                                                       const BatchShape& shape) {
   return std::make_unique<EventStreamSource>(path, reader_options, slicing, plan, kernel, shape);
+}
+
+StreamPlan plan_tensor_stream(const std::filesystem::path& path, const StreamSlicing& slicing,
+                              const TensorStreamRequest& request) {
+  slicing.validate();
+#ifdef EVLOADER_WITH_HDF5
+  if (slicing.mode == SliceMode::mixed)
+    throw ConfigError(path.string() + ": a precomputed tensor file cannot be streamed in mixed mode");
+  TensorFileReader reader(path);
+  TensorRequest r;
+  r.events_to_tensor = request.preprocess;
+  r.mode = slicing.mode == SliceMode::delta_t ? TensorMode::delta_t : TensorMode::n_events;
+  if (slicing.mode == SliceMode::delta_t)
+    r.delta_t = static_cast<std::uint32_t>(slicing.delta_t);
+  else
+    r.n_events = static_cast<std::int64_t>(slicing.n_events);
+  r.channels = request.channels;
+  r.height = request.height;
+  r.width = request.width;
+  reader.check(r);
+  const TensorFileInfo& info = reader.info();
+  StreamPlan plan;
+  plan.begin = info.start_ts.value_or(0);
+  std::int64_t frames = reader.num_frames();
+  if (slicing.mode == SliceMode::delta_t) {
+    if (slicing.max_duration > 0)
+      frames = std::min<std::int64_t>(frames, (slicing.max_duration + slicing.delta_t - 1) / slicing.delta_t);
+    plan.end = plan.begin + frames * slicing.delta_t;
+  } else {
+    plan.end = frames > 0 ? reader.last_timestamps()[static_cast<std::size_t>(frames - 1)] + 1 : plan.begin;
+  }
+  plan.bins = static_cast<std::uint64_t>(frames);
+  plan.items = (plan.bins + static_cast<std::uint64_t>(slicing.num_tbins) - 1) /
+               static_cast<std::uint64_t>(slicing.num_tbins);
+  plan.geometry = {info.width, info.height};
+  return plan;
+#else
+  (void)request;
+  throw ConfigError(path.string() +
+                    ": precomputed tensor files need evloader built with EVLOADER_WITH_HDF5=ON");
+#endif
+}
+
+std::unique_ptr<StreamTensorSource> open_tensor_stream(const std::filesystem::path& path,
+                                                       const StreamSlicing& slicing, const StreamPlan& plan,
+                                                       const BatchShape& shape) {
+#ifdef EVLOADER_WITH_HDF5
+  return std::make_unique<TensorStreamSource>(path, slicing, plan, shape);
+#else
+  (void)slicing;
+  (void)plan;
+  (void)shape;
+  throw ConfigError(path.string() +
+                    ": precomputed tensor files need evloader built with EVLOADER_WITH_HDF5=ON");
+#endif
 }
 
 StreamFiller::StreamFiller(std::shared_ptr<const StreamSchedule> schedule, StreamSourceFactory open_source,

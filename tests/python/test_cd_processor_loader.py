@@ -497,3 +497,42 @@ def test_tutorial_cd_processor_dataloader_cell(tmp_path, monkeypatch):
     five = show_dataloader(dataloader, dataloader.height, dataloader.width, dataloader.get_vis_func(), None)
     first = next(iter(five)).copy()
     assert np.array_equal(first, next(iter(dataloader.show())))
+
+
+# --- precomputed tensor files ------------------------------------------------------------------------------
+def test_tensor_files_stream_every_frame(recordings, tmp_path):
+    tensor_file = pytest.importorskip("evloader.tensor_file")
+    try:
+        tensor_file._require_hdf5()
+    except Exception:
+        pytest.skip("evloader built without HDF5")
+    rng = np.random.default_rng(3)
+    stored = {}
+    for name, n in [("p0.h5", 7), ("p1.h5", 4)]:
+        frames = (rng.random((n, 2, H, W)) < 0.05).astype(np.float32) * 0.2
+        path = str(tmp_path / name)
+        with tensor_file.TensorFileWriter(path, "histo", (2, H, W), 4000, (H, W)) as w:
+            w.write(frames)
+        stored[path] = frames
+    files = list(stored) + [recordings[0][0]]
+    loader = CDProcessorDataLoader(files, "delta_t", 4000, 0, None, "histo", 3, 2, num_workers=2, height=60,
+                                   width=80)
+    assert [p.items for p in loader.plans][:2] == [3, 2]  # 7 frames: 3 tensors, the last block kept
+    seen = {p: [] for p in stored}
+    for batch in _epoch(loader):
+        for s, (meta, start, duration) in enumerate(batch["video_infos"]):
+            if meta.path in stored:
+                seen[meta.path].append((start, duration, batch["inputs"][:, s].numpy()))
+    for path, frames in stored.items():
+        got = seen[path]
+        assert [(s, d) for s, d, _ in got] == [(k * 12000, 12000) for k in range(len(got))]
+        tensors = np.concatenate([g[2] for g in got])
+        padded = np.zeros((len(tensors), 2, H, W), np.float32)
+        padded[:len(frames)] = frames
+        want = tensor_file.area_resize(padded.reshape(-1, H, W), 60, 80).reshape(len(tensors), 2, 60, 80)
+        np.testing.assert_allclose(tensors, want, rtol=0, atol=1e-7)
+    with pytest.raises(evloader.ConfigError, match="p0.h5"):
+        CDProcessorDataLoader(files, "delta_t", 5000, 0, None, "histo", 3, 2)
+    with pytest.warns(RuntimeWarning, match="p0.h5"):
+        skipping = CDProcessorDataLoader(files, "delta_t", 4000, 0, None, "diff", 3, 1, on_error="skip")
+    assert skipping.dataset.stream_list == [recordings[0][0]]

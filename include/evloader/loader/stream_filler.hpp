@@ -63,6 +63,33 @@ class StreamTensorSource {
     const std::filesystem::path& path, const ReaderOptions& reader_options, const StreamSlicing& slicing,
     const StreamPlan& plan, const StreamKernelFactory& kernel, const BatchShape& shape);
 
+/// What a precomputed tensor file (TensorFileReader) must match to be streamed: its preprocessing name, its
+/// mode (delta_t or n_events, as the slicing's; mixed is refused), delta_t or n_events, channel count, and an
+/// output size that is its sensor size divided by a power of two, at most its stored size.
+struct TensorStreamRequest {
+  std::string preprocess;
+  int channels = 0;
+  int height = 0;
+  int width = 0;
+};
+
+/// Plans a precomputed tensor file: tensors of num_tbins consecutive frames, the last one completed with
+/// zero frames (metavision's HDF5Iterator drops it). delta_t mode: begin = the file's start_ts (0 when
+/// absent), frames cut at max_duration. `events` is 0 (a tensor file does not keep them); geometry is the
+/// stored size. Throws ConfigError (naming the file) when it does not match, FormatError / IoError when it
+/// cannot be read, ConfigError when evloader was built without HDF5.
+[[nodiscard]] StreamPlan plan_tensor_stream(const std::filesystem::path& path, const StreamSlicing& slicing,
+                                            const TensorStreamRequest& request);
+
+/// Streams a tensor file planned by plan_tensor_stream: frames area-downscaled to the batch's size when
+/// smaller, /255 when stored as uint8. Spans: delta_t mode, [begin + k T delta_t, + T delta_t); n_events
+/// mode, from the last event of the frame before (begin for the first) to the last event of its last frame
+/// + 1.
+[[nodiscard]] std::unique_ptr<StreamTensorSource> open_tensor_stream(const std::filesystem::path& path,
+                                                                     const StreamSlicing& slicing,
+                                                                     const StreamPlan& plan,
+                                                                     const BatchShape& shape);
+
 /// Opens the source of recording `r` (called from worker threads; must be thread-safe).
 using StreamSourceFactory = std::function<std::unique_ptr<StreamTensorSource>(int recording)>;
 

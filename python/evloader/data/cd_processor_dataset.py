@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """metavision_ml's ``cd_processor_dataset``: ``CDProcessorDataLoader`` streams event recordings (RAW, DAT,
 HDF5 event files, AEDAT4) straight into training batches, and ``CDProcessorDatasetIterator`` streams one.
+Precomputed tensor files (``.h5``) are streamed too, frame by frame (metavision_ml's ``HDF5Iterator``),
+when their preprocessing, mode, delta_t or n_events and channels match.
 
 Each slot of a batch streams recordings one after the other, as metavision_core_ml's ``StreamDataset`` does;
 when a recording ends its slot continues with the next one not yet started (``mask_keep_memory`` is 0 there),
@@ -48,12 +50,14 @@ def _time_origin(name: str):
 class RecordingPlan:
     """What a recording yields: reading starts at ``begin`` and stops before ``end`` (µs, its own clock);
     ``events`` read in all, in ``bins`` time bins making ``items`` tensors; ``height``/``width`` of the sensor
-    (None when the file does not tell)."""
+    (None when the file does not tell). For a precomputed tensor file (``precomputed``): its frames are the
+    bins, ``events`` is 0 and the size is the stored one."""
 
-    __slots__ = ("path", "begin", "end", "events", "bins", "items", "height", "width")
+    __slots__ = ("path", "begin", "end", "events", "bins", "items", "height", "width", "precomputed")
 
-    def __init__(self, path, plan):
+    def __init__(self, path, plan, precomputed=False):
         self.path = path
+        self.precomputed = precomputed
         self.begin, self.end, self.events, self.bins, self.items, width, height = plan
         self.height, self.width = (height, width) if width > 0 and height > 0 else (None, None)
 
@@ -108,7 +112,7 @@ class CDProcessorDataLoader:
 
     metavision_ml's arguments (all three ``mode`` values work; ``max_duration`` in µs from where reading
     starts, None for whole recordings; ``height``/``width`` default to the sensor size of the first
-    recording), plus, by keyword:
+    recording, or its stored size for a precomputed tensor file), plus, by keyword:
 
     * ``on_error``: ``'raise'`` (default) raises, naming the recording, when a recording cannot be read;
       ``'skip'`` leaves it out with a warning (or, when it fails in the middle of an epoch, pads the rest of it
@@ -118,8 +122,9 @@ class CDProcessorDataLoader:
     * ``seed`` (``dataset.shuffle()``), ``prefetch`` (batches prepared ahead), ``pin_memory``, ``device``.
 
     Differences from metavision_ml 4.2.1, all fixes: ``n_events`` and ``mixed`` modes run; no global change of
-    torch's sharing strategy; no RuntimeError from a StopIteration raised inside a generator; no batch made of
-    padding only; batches do not depend on ``num_workers``, whose threads are not processes.
+    torch's sharing strategy; no RuntimeError from a StopIteration raised inside a generator; the last block
+    of a tensor file is not dropped; no batch made of padding only; batches do not depend on
+    ``num_workers``, whose threads are not processes.
     """
 
     def __init__(self, files: Sequence[str], mode: str, delta_t: int, n_events: int, max_duration: Optional[int],
@@ -196,6 +201,8 @@ class CDProcessorDataLoader:
         if self.height < 1 or self.width < 1:
             raise ValueError(f"height and width must be positive, got {height}x{width}")
         plans = self._check_sizes(plans)
+        if not plans:
+            raise ValueError("CDProcessorDataLoader: no readable recording in the list")
 
         self._metadata = [FileMetadata(p.path, p.end, self.delta_t, self.num_tbins, start_ts=p.begin) for p in plans]
         self._padding_info = (FileMetadata("", 0, self.delta_t, self.num_tbins), 0, self.delta_t)
@@ -212,16 +219,27 @@ class CDProcessorDataLoader:
 
     # --- construction ---------------------------------------------------------------------------
     def _plan(self, files):
-        results = _core.plan_streams(files, self.mode, self.delta_t, self.n_events, self.num_tbins,
-                                     self.max_duration or 0, self._origin, max(1, self.num_workers))
+        """RecordingPlans in list order: event recordings planned in C++ on threads; precomputed tensor files
+        opened for their stored size (planned in _check_sizes, once the output size is known)."""
+        precomputed = [is_precomputed(f) for f in files]
+        events = [f for f, p in zip(files, precomputed) if not p]
+        results = iter(_core.plan_streams(events, self.mode, self.delta_t, self.n_events, self.num_tbins,
+                                          self.max_duration or 0, self._origin, max(1, self.num_workers)))
         plans = []
-        for path, (error, kind, plan) in zip(files, results):
+        for path, tensor_file in zip(files, precomputed):
+            if tensor_file:
+                from ..tensor_file import TensorFileReader
+
+                try:
+                    _, h, w = TensorFileReader(path).shape
+                except (_core.IoError, _core.FormatError) as error:
+                    self._fail(type(error), str(error))
+                    continue
+                plans.append(RecordingPlan(path, (0, 0, 0, 0, 0, w, h), precomputed=True))
+                continue
+            error, kind, plan = next(results)
             if error:
                 self._fail(_ERRORS.get(kind, _core.Error), error)
-                continue
-            if is_precomputed(path):
-                self._fail(_core.ConfigError, f"{path}: a precomputed tensor file; the CDProcessorDataLoader streams "
-                                              "event recordings (read tensor files with the SequentialDataLoader)")
                 continue
             plans.append(RecordingPlan(path, plan))
         return plans
@@ -229,6 +247,16 @@ class CDProcessorDataLoader:
     def _check_sizes(self, plans):
         kept = []
         for p in plans:
+            if p.precomputed:  # its delta_t / n_events, preprocessing, channels and size must match
+                try:
+                    plan = _core.plan_tensor_stream(p.path, self.mode, self.delta_t, self.n_events, self.num_tbins,
+                                                    self.max_duration or 0, self.preprocess_function_name,
+                                                    self.channels, self.height, self.width)
+                except (_core.IoError, _core.FormatError, _core.ConfigError) as error:
+                    self._fail(type(error), str(error))
+                    continue
+                kept.append(RecordingPlan(p.path, plan, precomputed=True))
+                continue
             if p.height is not None and (p.height < self.height or p.width < self.width):
                 self._fail(_core.ConfigError, f"{p.path}: the sensor ({p.width}x{p.height}) is smaller than the "
                                               f"requested {self.width}x{self.height} (area interpolation only "
@@ -327,7 +355,8 @@ class CDProcessorDataLoader:
             plans = [(p.begin, p.end, p.events, p.bins, p.items, p.width or 0, p.height or 0)
                      for p in self.dataset.plans]
             self._engine = _core.StreamEngine(
-                self.dataset.table, self.dataset.stream_list, plans, self.mode, max(self.delta_t, 0),
+                self.dataset.table, self.dataset.stream_list, plans, [p.precomputed for p in self.dataset.plans],
+                self.mode, max(self.delta_t, 0),
                 max(self.n_events, 0), self.max_duration or 0,
                 (self.num_tbins, self.batch_size, self.channels, self.height, self.width),
                 self.preprocess_function_name, self.preprocess_kwargs if self._python_kernel is None else {},

@@ -16,6 +16,9 @@
 #include "evloader/io/dat.hpp"
 #include "evloader/io/raw_writer.hpp"
 #include "evloader/preprocess/area_resize.hpp"
+#ifdef EVLOADER_WITH_HDF5
+#include "evloader/preprocess/tensor_file.hpp"
+#endif
 #include "support/event_gen.hpp"
 #include "support/test_paths.hpp"
 
@@ -701,6 +704,102 @@ TEST(StreamFiller, RealRecordingsAreReadWhole) {
     EXPECT_EQ(epoch.events, 219596u + 2 * 521252u + 2009u);
   }
 }
+
+#ifdef EVLOADER_WITH_HDF5
+// A tensor file of `n` frames [2, kH, kW] whose values encode (frame, channel, pixel).
+std::filesystem::path write_tensor_file(const std::string& name, int n, bool n_events,
+                                        std::vector<float>& frames, std::vector<Timestamp>& last) {
+  TensorFileInfo info;
+  info.events_to_tensor = "histo";
+  info.mode = n_events ? TensorMode::n_events : TensorMode::delta_t;
+  info.delta_t = n_events ? 0 : 10'000;
+  info.n_events = n_events ? 500 : 0;
+  info.channels = 2;
+  info.height = kH;
+  info.width = kW;
+  info.sensor = {kW, kH};
+  if (!n_events) info.start_ts = 3'000'000;
+  const std::size_t frame = 2u * kH * kW;
+  frames.resize(frame * static_cast<std::size_t>(n));
+  for (std::size_t i = 0; i < frames.size(); ++i) frames[i] = static_cast<float>((i * 7919) % 1000) / 1000.0f;
+  last.clear();
+  for (int f = 0; f < n; ++f) last.push_back(1000 + 333 * static_cast<Timestamp>(f));
+  const auto path = dir() / name;
+  TensorFileWriter w(path, info);
+  w.write(frames, n_events ? std::span<const Timestamp>(last) : std::span<const Timestamp>());
+  w.close();
+  return path;
+}
+
+TEST(StreamFiller, TensorFilesStreamEveryFrameIncludingTheLastBlock) {
+  std::vector<float> frames;
+  std::vector<Timestamp> last;
+  const std::size_t frame = 2u * kH * kW;
+  for (bool n_events : {false, true}) {
+    const auto path = write_tensor_file(n_events ? "t_nev.h5" : "t_dt.h5", 7, n_events, frames, last);
+    StreamSlicing s;
+    s.mode = n_events ? SliceMode::n_events : SliceMode::delta_t;
+    s.delta_t = n_events ? 0 : 10'000;
+    s.n_events = n_events ? 500 : 0;
+    s.num_tbins = 3;
+    const TensorStreamRequest request{"histo", 2, kH, kW};
+    const StreamPlan plan = plan_tensor_stream(path, s, request);
+    ASSERT_EQ(plan.items, 3u);  // 3 + 3 + 1 frames: metavision's HDF5Iterator would give 2
+    for (auto [h, w] : {std::pair{kH, kW}, std::pair{24, 32}}) {
+      const BatchShape shape{3, 1, 2, h, w};
+      auto source = open_tensor_stream(path, s, plan, shape);
+      std::vector<float> out(shape.elements());
+      for (std::uint64_t k = 0; k < 3; ++k) {
+        const BinSpan span = source->read(k, out.data(), shape.item_frame());
+        for (int t = 0; t < 3; ++t) {
+          const auto f = static_cast<std::size_t>(k * 3 + static_cast<std::uint64_t>(t));
+          std::vector<float> want(shape.item_frame(), 0.0f);
+          if (f < 7) area_resize(frames.data() + f * frame, kH, kW, want.data(), h, w, 2);
+          EXPECT_TRUE(
+              std::equal(want.begin(), want.end(), out.begin() + t * static_cast<long>(shape.item_frame())))
+              << "tensor " << k << " frame " << t;
+        }
+        if (n_events) {
+          EXPECT_EQ(span.begin, k == 0 ? 0 : last[k * 3 - 1]);
+          EXPECT_EQ(span.end, last[std::min<std::size_t>(k * 3 + 2, 6)] + 1);
+        } else {
+          EXPECT_EQ(span.begin, 3'000'000 + static_cast<Timestamp>(k) * 30'000);
+          EXPECT_EQ(span.end - span.begin, 30'000);
+        }
+      }
+    }
+    // What does not match is refused, naming the file.
+    StreamSlicing other = s;
+    if (n_events)
+      other.n_events = 400;
+    else
+      other.delta_t = 5'000;
+    EXPECT_THROW((void)plan_tensor_stream(path, other, request), ConfigError);
+    EXPECT_THROW((void)plan_tensor_stream(path, s, TensorStreamRequest{"diff", 1, kH, kW}), ConfigError);
+    StreamSlicing mixed = s;
+    mixed.mode = SliceMode::mixed;
+    mixed.delta_t = 10'000;
+    mixed.n_events = 500;
+    try {
+      (void)plan_tensor_stream(path, mixed, request);
+      FAIL() << "mixed mode accepted";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(path.filename().string()), std::string::npos);
+    }
+  }
+  // max_duration cuts a delta_t file at whole frames.
+  const auto path = write_tensor_file("t_dt2.h5", 7, false, frames, last);
+  StreamSlicing s;
+  s.mode = SliceMode::delta_t;
+  s.delta_t = 10'000;
+  s.num_tbins = 2;
+  s.max_duration = 25'000;
+  const StreamPlan plan = plan_tensor_stream(path, s, TensorStreamRequest{"histo", 2, 0, 0});
+  EXPECT_EQ(plan.bins, 3u);
+  EXPECT_EQ(plan.items, 2u);
+  EXPECT_EQ(plan.end, 3'030'000);
+}
+#endif
 
 }  // namespace
 }  // namespace evloader
