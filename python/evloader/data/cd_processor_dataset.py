@@ -221,7 +221,7 @@ class CDProcessorDataLoader:
     def _plan(self, files):
         """RecordingPlans in list order: event recordings planned in C++ on threads; precomputed tensor files
         opened for their stored size (planned in _check_sizes, once the output size is known)."""
-        precomputed = [is_precomputed(f) for f in files]
+        precomputed = [_is_tensor_file(f) for f in files]
         events = [f for f, p in zip(files, precomputed) if not p]
         results = iter(_core.plan_streams(events, self.mode, self.delta_t, self.n_events, self.num_tbins,
                                           self.max_duration or 0, self._origin, max(1, self.num_workers)))
@@ -443,6 +443,13 @@ class CDProcessorDataLoader:
             self.close()
         except Exception:
             pass
+
+
+def _is_tensor_file(path) -> bool:
+    try:
+        return is_precomputed(path)
+    except _core.IoError:  # missing or unreadable: the event reader's planning reports it (or skips it)
+        return False
 
 
 def _weak_hook(loader):
