@@ -301,9 +301,16 @@ def test_recording_failing_mid_epoch(recordings, tmp_path):
     loader = CDProcessorDataLoader(files, "delta_t", 4000, 0, None, COUNT, 2, 2, num_workers=2)
     skipping = CDProcessorDataLoader(files, "delta_t", 4000, 0, None, COUNT, 2, 2, num_workers=2, on_error="skip")
     clean = _epoch(loader)
+    saved = open(files[2], "rb").read()
     os.remove(files[2])  # c_evt2.raw: read from batch > 0 on
     with pytest.raises(OSError, match="c_evt2.raw"):
         _epoch(loader)
+    with open(files[2], "wb") as f:  # back: the same loader reads a whole epoch again
+        f.write(saved)
+    again = _epoch(loader)
+    assert len(again) == len(clean)
+    assert all(torch.equal(a["inputs"], b["inputs"]) for a, b in zip(again, clean))
+    os.remove(files[2])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         skipped = _epoch(skipping)
