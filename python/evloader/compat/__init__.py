@@ -7,6 +7,7 @@
 | ``metavision_ml.data.box_processing`` | ``evloader.compat.metavision_ml.data.box_processing`` |
 | ``metavision_ml.data.sequential_dataset`` | ``evloader.compat.metavision_ml.data.sequential_dataset`` |
 | ``metavision_ml.data.sequential_dataset_common`` | ``evloader.compat.metavision_ml.data.sequential_dataset_common`` |
+| ``metavision_ml.data.cd_processor_dataset`` | ``evloader.compat.metavision_ml.data.cd_processor_dataset`` |
 | ``metavision_ml.data.scheduler`` | ``evloader.compat.metavision_ml.data.scheduler`` |
 | ``metavision_ml.preprocessing`` | ``evloader.compat.metavision_ml.preprocessing`` (or ``evloader.preprocessing``) |
 | ``metavision_ml.detection_tracking.display_frame`` | ``evloader.compat.metavision_ml.detection_tracking.display_frame`` |
