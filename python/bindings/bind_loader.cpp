@@ -195,18 +195,11 @@ class LoaderEngine {
       batch = engine_->next();
     }
     if (!batch) return nb::none();
-    const BatchShape& s = batch->shape();
-    auto* owner = new std::shared_ptr<Batch>(batch);
-    nb::capsule capsule(owner, [](void* p) noexcept { delete static_cast<std::shared_ptr<Batch>*>(p); });
-    std::size_t dims[5] = {static_cast<std::size_t>(s.num_tbins), static_cast<std::size_t>(s.batch_size),
-                           static_cast<std::size_t>(s.channels), static_cast<std::size_t>(s.height),
-                           static_cast<std::size_t>(s.width)};
-    nb::ndarray<nb::pytorch, float, nb::ndim<5>, nb::c_contig> inputs(batch->data(), 5, dims, capsule);
-    nb::list labels;
-    for (const auto& l : batch->labels) labels.append(l ? *static_cast<nb::object*>(l.get()) : nb::none());
+    nb::object inputs = batch_to_torch(batch);
+    nb::list labels = batch_labels(*batch);
     nb::bytes mask(reinterpret_cast<const char*>(batch->frame_is_labeled.data()),
                    batch->frame_is_labeled.size());
-    return nb::make_tuple(nb::cast(inputs), batch->index(), mask, labels);
+    return nb::make_tuple(inputs, batch->index(), mask, labels);
   }
 
   std::size_t opens() const { return filler_->opens(); }

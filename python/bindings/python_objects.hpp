@@ -3,12 +3,14 @@
 #pragma once
 
 #include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
 #include <nanobind/stl/string.h>
 
 #include <memory>
 #include <string>
 
 #include "evloader/core/error.hpp"
+#include "evloader/loader/engine.hpp"
 #include "evloader/loader/schedule.hpp"
 #include "evloader/preprocess/preprocessor.hpp"
 
@@ -48,6 +50,26 @@ inline Kwargs kwargs_from_dict(const nb::dict& d) {
 /// (padding, entry, recording, start, duration, keep_memory)
 inline nb::tuple item_tuple(const ScheduleItem& i) {
   return nb::make_tuple(i.padding, i.entry, i.recording, i.start, i.duration, i.keep_memory);
+}
+
+/// The batch tensor [T, N, C, H, W] as a torch tensor sharing the buffer (no copy); the batch (and so its
+/// pooled buffer) lives as long as the tensor.
+inline nb::object batch_to_torch(const std::shared_ptr<Batch>& batch) {
+  const BatchShape& s = batch->shape();
+  auto* owner = new std::shared_ptr<Batch>(batch);
+  nb::capsule capsule(owner, [](void* p) noexcept { delete static_cast<std::shared_ptr<Batch>*>(p); });
+  std::size_t dims[5] = {static_cast<std::size_t>(s.num_tbins), static_cast<std::size_t>(s.batch_size),
+                         static_cast<std::size_t>(s.channels), static_cast<std::size_t>(s.height),
+                         static_cast<std::size_t>(s.width)};
+  return nb::cast(
+      nb::ndarray<nb::pytorch, float, nb::ndim<5>, nb::c_contig>(batch->data(), 5, dims, capsule));
+}
+
+/// The Python label objects of each slot (None where a slot has none).
+inline nb::list batch_labels(const Batch& batch) {
+  nb::list labels;
+  for (const auto& l : batch.labels) labels.append(l ? *static_cast<nb::object*>(l.get()) : nb::none());
+  return labels;
 }
 
 }  // namespace evloader::python
