@@ -12,7 +12,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_LIBS := libgtest-dev libgmock-dev libbenchmark-dev clang-format libhdf5-dev liblz4-dev libzstd-dev libdeflate-dev
 PY_DEPS := "scikit-build-core>=0.10" "nanobind>=2.0" "numpy>=1.22" pytest tqdm h5py opencv-python-headless torch==2.13.0
 
-.PHONY: deps build install test test-cpp test-python test-asan test-tsan demo bench format clean
+.PHONY: deps build install test test-cpp test-python test-asan test-tsan fuzz fuzz-build demo bench format clean
 
 deps:
 	@missing=""; \
@@ -55,6 +55,25 @@ test-tsan: deps
 	  -DEVLOADER_SANITIZE=thread
 	cmake --build build/tsan -j $(JOBS)
 	TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build/tsan --output-on-failure -j $(JOBS)
+
+# libFuzzer harnesses (clang, ASan+UBSan) of every parser, each run for FUZZ_SECONDS or FUZZ_RUNS inputs
+# from the committed seeds, pieces of the real recordings and the kept reproducers; results in
+# $(FUZZ_BUILD)/results.tsv, findings in $(FUZZ_BUILD)/findings/. `make test` only replays the corpora.
+FUZZ_BUILD ?= build/fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_RUNS ?= -1
+FUZZ_JOBS ?= 1
+FUZZ_TARGETS ?=
+fuzz-build: deps
+	command -v clang++ >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang)
+	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DEVLOADER_BUILD_TESTS=OFF -DEVLOADER_BUILD_FUZZERS=ON -DEVLOADER_SANITIZE="address;undefined"
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+
+fuzz: fuzz-build install
+	$(PY) tests/fuzz/make_seeds.py --out $(FUZZ_BUILD)/seeds --real $(REAL_DATA)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_JOBS=$(FUZZ_JOBS) \
+	  tests/fuzz/run_fuzzers.sh $(FUZZ_BUILD) $(FUZZ_TARGETS)
 
 # The main job: simulated dataset -> SequentialDataLoader -> a recurrent detector trained with truncated BPTT,
 # evaluated (AP@0.5), drawn (evloader_demo/preview.mp4, contact_sheet.png). Also describes the real recordings.
