@@ -474,7 +474,9 @@ TensorFileWriter::TensorFileWriter(const std::filesystem::path& path, const Tens
   }
   write_vlen_string_attr(path, d, "mode", std::string(mode_name(info.mode)));
   write_i64_attr(path, d, "n_events", info.n_events);
-  for (const auto& [name, value] : info.kwargs) {
+  for (const auto& [key, value] : info.kwargs) {
+    // Named copy: clang before 16 cannot capture a structured binding in a lambda.
+    const std::string& name = key;
     std::visit(
         [&](const auto& v) {
           using V = std::decay_t<decltype(v)>;
