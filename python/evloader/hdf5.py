@@ -79,8 +79,10 @@ class HDF5EventWriter:
 
     def __init__(self, path, width: int = 0, height: int = 0, attributes: Optional[Mapping[str, str]] = None,
                  chunk_events: int = 16384, mode: Optional[str] = None):
-        if (width == 0) != (height == 0) or width < 0 or height < 0:
+        if (width == 0) != (height == 0) or not (0 <= width < 1 << 31 and 0 <= height < 1 << 31):
             raise _core.ConfigError(f"give a positive width and height, or neither (got {width}x{height})")
+        if not 1 <= int(chunk_events) <= 65535:  # an ECF chunk counts its events on 16 bits
+            raise _core.ConfigError(f"Hdf5EventWriter: chunk_events must be in 1..65535, got {chunk_events}")
         attrs = [(str(k), str(v)) for k, v in (attributes or {}).items()]
         self._writer = _core.Hdf5EventWriter(os.fspath(path), _core.Geometry(int(width), int(height)), attrs,
                                              int(chunk_events), _mode(mode))

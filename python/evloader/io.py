@@ -23,6 +23,29 @@ _INDEX = {"sidecar": _core.IndexStorage.sidecar, "cache": _core.IndexStorage.cac
           "memory": _core.IndexStorage.memory}
 
 
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def _int64(what: str, value) -> int:
+    """``int(value)``, refused with ConfigError beyond int64 (which the core takes) instead of a TypeError."""
+    v = int(value)
+    if not _INT64_MIN <= v <= _INT64_MAX:
+        raise _core.ConfigError(f"{what} out of range: {value}")
+    return v
+
+
+def _evt21_order(order: str) -> "_core.Evt21Order":
+    if order not in ("little", "legacy"):
+        raise _core.ConfigError(f"evt21_order must be 'little' or 'legacy', got {order!r}")
+    return getattr(_core.Evt21Order, order)
+
+
+def _on_violation(policy: str) -> "_core.OnViolation":
+    if policy not in ("skip", "raise"):
+        raise _core.ConfigError(f"on_violation must be 'skip' or 'raise', got {policy!r}")
+    return _core.OnViolation.raise_ if policy == "raise" else _core.OnViolation.skip
+
+
 def _encoding(name) -> Optional["_core.RawEncoding"]:
     if name is None or isinstance(name, _core.RawEncoding):
         return name
@@ -52,9 +75,7 @@ class EventReader:
         if time_origin not in ("absolute", "metavision"):
             raise _core.ConfigError(f"time_origin must be 'absolute' or 'metavision', got {time_origin!r}")
         options.time_origin = _core.TimeOrigin.metavision if time_origin == "metavision" else _core.TimeOrigin.absolute
-        if on_violation not in ("skip", "raise"):
-            raise _core.ConfigError(f"on_violation must be 'skip' or 'raise', got {on_violation!r}")
-        options.on_violation = _core.OnViolation.raise_ if on_violation == "raise" else _core.OnViolation.skip
+        options.on_violation = _on_violation(on_violation)
         options.encoding = _encoding(encoding)
         if (width is None) != (height is None):
             raise _core.ConfigError("give both width and height, or neither")
@@ -63,9 +84,7 @@ class EventReader:
                 raise _core.ConfigError(f"width and height must be positive, got {width}x{height}")
             options.geometry = _core.Geometry(int(width), int(height))
         if evt21_order is not None:
-            if evt21_order not in ("little", "legacy"):
-                raise _core.ConfigError(f"evt21_order must be 'little' or 'legacy', got {evt21_order!r}")
-            options.evt21_order = getattr(_core.Evt21Order, evt21_order)
+            options.evt21_order = _evt21_order(evt21_order)
         options.decode_triggers = bool(decode_triggers)
         if index not in _INDEX:
             raise _core.ConfigError(f"index must be one of {sorted(_INDEX)}, got {index!r}")
@@ -105,15 +124,16 @@ class EventReader:
     # --- reading --------------------------------------------------------------------------------
     def load_delta_t(self, delta_t: int) -> np.ndarray:
         """Events with ``current_time() <= t < current_time() + delta_t``; advances current_time by delta_t."""
-        return view_records(self._reader.load_delta_t(int(delta_t)), EventCD)
+        return view_records(self._reader.load_delta_t(_int64("delta_t", delta_t)), EventCD)
 
     def load_n_events(self, n_events: int) -> np.ndarray:
         """The next ``n_events`` events (fewer at the end)."""
-        return view_records(self._reader.load_n_events(int(n_events)), EventCD)
+        return view_records(self._reader.load_n_events(_int64("n_events", n_events)), EventCD)
 
     def load_mixed(self, n_events: int, delta_t: int) -> np.ndarray:
         """At most ``n_events`` events of the next ``delta_t`` microseconds."""
-        return view_records(self._reader.load_mixed(int(n_events), int(delta_t)), EventCD)
+        return view_records(self._reader.load_mixed(_int64("n_events", n_events), _int64("delta_t", delta_t)),
+                            EventCD)
 
     def load_all(self) -> np.ndarray:
         """All remaining events."""
@@ -125,10 +145,10 @@ class EventReader:
 
     # --- position -------------------------------------------------------------------------------
     def seek_time(self, t: int) -> None:
-        self._reader.seek_time(int(t))
+        self._reader.seek_time(_int64("seek_time: t", t))
 
     def seek_event(self, n: int) -> None:
-        self._reader.seek_event(int(n))
+        self._reader.seek_event(_int64("seek_event: n", n))
 
     def reset(self) -> None:
         self._reader.reset()
@@ -274,7 +294,7 @@ class RawWriter:
     def __init__(self, path, encoding="evt3", width: int = 1280, height: int = 720, extra_header=None,
                  evt21_order: str = "little"):
         self._writer = _core.RawWriter(os.fspath(path), _encoding(encoding), _core.Geometry(width, height),
-                                       list((extra_header or {}).items()), getattr(_core.Evt21Order, evt21_order))
+                                       list((extra_header or {}).items()), _evt21_order(evt21_order))
 
     def write(self, events, triggers=None) -> None:
         cd = as_record_bytes(events, EventCD, "events")
@@ -322,8 +342,8 @@ class Decoder:
                  on_violation: str = "skip"):
         options = _core.DecoderOptions()
         options.geometry = _core.Geometry(width, height)
-        options.evt21_order = getattr(_core.Evt21Order, evt21_order)
-        options.on_violation = _core.OnViolation.raise_ if on_violation == "raise" else _core.OnViolation.skip
+        options.evt21_order = _evt21_order(evt21_order)
+        options.on_violation = _on_violation(on_violation)
         self._decoder = _core.EventDecoder.create(_encoding(encoding), options)
 
     def decode(self, data: bytes):

@@ -59,6 +59,9 @@ def area_resize(src: np.ndarray, height: int, width: int, out: Optional[np.ndarr
     src = np.ascontiguousarray(src, dtype=np.float32)
     if src.ndim < 2:
         raise _core.ConfigError("area_resize needs an array of at least 2 dimensions")
+    if int(height) <= 0 or int(width) <= 0:  # before numpy's "negative dimensions are not allowed"
+        raise _core.ConfigError(f"area resize: sizes must be positive, got {src.shape[-2]}x{src.shape[-1]} -> "
+                                f"{height}x{width}")
     shape = src.shape[:-2] + (int(height), int(width))
     if out is None:
         out = np.empty(shape, dtype=np.float32)

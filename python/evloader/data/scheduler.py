@@ -72,6 +72,27 @@ def get_original_size_file(path: str) -> Tuple[Optional[int], Optional[int]]:
     return open_reader(path).get_size()
 
 
+def _warn_about_empty_recordings(files, spans, scheduler) -> None:
+    """One RuntimeWarning naming the recordings without data, and saying so when the schedule came out empty.
+    Metavision's schedule (kept as is) puts recordings in slots by list position and, without padding, ends
+    the epoch with the shortest slot: one slot of empty (or too short) recordings leaves the whole epoch
+    without a batch, which should not pass in silence."""
+    empty = [f for f, (begin, end) in zip(files, spans) if end <= begin]
+    parts = []
+    if empty:
+        shown = ", ".join(os.path.basename(f) for f in empty[:5]) + (", ..." if len(empty) > 5 else "")
+        parts.append(f"{len(empty)} of {len(files)} recordings have no data ({shown}); they add nothing to the "
+                     "schedule")
+    if scheduler.num_batches == 0 and len(empty) < len(files):
+        parts.append("the schedule is EMPTY: without padding an epoch ends with its shortest batch slot, and a "
+                     "slot holds less than one batch of data (remove the empty or short recordings, or use "
+                     "padding=True or a smaller batch_size)")
+    if parts:
+        import warnings
+
+        warnings.warn("; ".join(parts), RuntimeWarning, stacklevel=3)
+
+
 class FileMetadata:
     """A recording (or a chunk of one) in a schedule. Padding entries carry only ``padding=True``."""
 
@@ -89,6 +110,8 @@ class FileMetadata:
         self._original_size = None
 
     def get_original_size(self):
+        if self.padding:  # it was built without a path: say so rather than fail on a missing attribute
+            raise ValueError("a padding FileMetadata has no recording and no sensor size")
         if self._original_size is None:
             self._original_size = get_original_size_file(self.path)
         return self._original_size
@@ -192,8 +215,10 @@ class Scheduler:
             spans = [(0 if starts is None else starts[i], int(d)) for i, d in enumerate(durations)]
         metas = [FileMetadata(f, end, delta_t, num_tbins, labels=lab, start_ts=begin)
                  for f, (begin, end), lab in zip(files, spans, labels)]
-        return cls(metas, delta_t * num_tbins, batch_size, max_consecutive_batch=max_consecutive_batch,
-                   padding=padding, base_seed=seed, shuffle=shuffle, rank=rank, world_size=world_size)
+        scheduler = cls(metas, delta_t * num_tbins, batch_size, max_consecutive_batch=max_consecutive_batch,
+                        padding=padding, base_seed=seed, shuffle=shuffle, rank=rank, world_size=world_size)
+        _warn_about_empty_recordings(files, spans, scheduler)
+        return scheduler
 
     @property
     def num_batches(self) -> int:
