@@ -68,7 +68,17 @@ class DatReader final : public EventReader {
     return e;
   }
 
+  // Only a position this reader can have saved: a record boundary within the data and an unwrapping state
+  // of whole 2^32 wraps and a 32-bit last value. Anything else comes from a damaged time index, which the
+  // base class then rebuilds instead of decoding misaligned records.
   void restore_source(const IndexEntry& position) override {
+    const std::uint64_t end = info_.data_offset + info_.record_count * 8;
+    const DecoderState& s = position.state;
+    if (position.byte_offset < info_.data_offset || position.byte_offset > end ||
+        (position.byte_offset - info_.data_offset) % 8 != 0 || s.time_base < 0 ||
+        s.time_base % (std::int64_t{1} << 32) != 0 || s.time < -1 || s.time > 0xFFFFFFFFll)
+      throw_format_error(path_, static_cast<std::int64_t>(position.byte_offset),
+                         "time index position is not a record boundary of this DAT file");
     position_ = position.byte_offset;
     state_.high = position.state.time_base;
     state_.last_raw_t = position.state.time;

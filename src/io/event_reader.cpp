@@ -257,8 +257,30 @@ void EventReader::build_index(const ProgressCallback& progress) {
   // never drop files into such a dataset folder.
   const bool folder_writable = folder_accepts_files(path_);
   if (options_.index_storage != IndexStorage::memory) candidates.push_back(cache_index_path(path_));
+  // A loaded index must also fit this recording as its decoder sees it (load_index only knows the file's
+  // size): the first entry is the start of the data, and the format accepts every entry as a position
+  // (restore_source throws FormatError for one it could never have saved, e.g. a DAT offset inside a
+  // record). Otherwise it is rebuilt. The source is put back where it was.
+  auto fits_source = [this](const TimeIndex& index) {
+    const IndexEntry here = source_position();
+    rewind_source();
+    const IndexEntry start = source_position();
+    const bool here_is_start = here.byte_offset == start.byte_offset && here.state == start.state;
+    const IndexEntry& first = index.entries.front();
+    bool ok = first.byte_offset == start.byte_offset && first.state == start.state;
+    try {
+      for (std::size_t i = 1; ok && i < index.entries.size(); ++i) restore_source(index.entries[i]);
+    } catch (const FormatError&) {
+      ok = false;
+    }
+    if (here_is_start)
+      rewind_source();
+    else
+      restore_source(here);
+    return ok;
+  };
   for (const auto& candidate : candidates) {
-    if (auto loaded = load_index(candidate, key)) {
+    if (auto loaded = load_index(candidate, key); loaded && fits_source(*loaded)) {
       index_ = std::move(loaded);
       index_path_ = candidate;
       return;

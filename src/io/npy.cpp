@@ -833,9 +833,13 @@ std::vector<EventBbox> boxes_from_npy(const NpyArray& array, const std::string& 
   std::size_t needed = 0;
   if (!mul_ok(array.itemsize, n, needed) || array.data.size() < needed)
     throw_format_error(origin, -1, "data holds fewer bytes than the shape needs");
+  // Records of 0 bytes hold no box fields: a huge count of them costs nothing in the file but must not
+  // become a huge allocation here. With nonzero records the count is bounded by the data read.
+  if (array.itemsize == 0 && n != 0)
+    throw_format_error(origin, -1, "box records have 0 bytes (no t, x, y, w, h, class_id fields)");
 
-  std::vector<EventBbox> boxes(n);
   if (is_native_bbox_layout(array)) {
+    std::vector<EventBbox> boxes(n);
     if (n != 0) std::memcpy(boxes.data(), array.data.data(), n * sizeof(EventBbox));
     for (EventBbox& b : boxes) b.padding_ = 0;
     return boxes;
@@ -855,6 +859,7 @@ std::vector<EventBbox> boxes_from_npy(const NpyArray& array, const std::string& 
   const FieldReader class_id = find({"class_id"}, true);
   const FieldReader track_id = find({"track_id"}, false);
   const FieldReader confidence = find({"class_confidence", "confidence"}, false);
+  std::vector<EventBbox> boxes(n);
   for (std::size_t i = 0; i < n; ++i) {
     const std::byte* rec = array.data.data() + i * array.itemsize;
     EventBbox& b = boxes[i];

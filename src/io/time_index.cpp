@@ -29,6 +29,34 @@ struct FileLayout {  // fixed part of the sidecar, followed by the entries and a
   std::uint64_t entry_count;
 };
 
+// Bounds no real recording comes near (2^62 us is 146,000 years of recording, 2^20 counter wraps is
+// 570 years even for EVT 2.0's 2^34 us period). A loaded decoder state within them keeps every decoder's
+// time arithmetic (adding wraps, loops times the period) far from signed overflow, whatever the index says.
+constexpr std::int64_t kMaxTime = std::int64_t{1} << 62;
+constexpr std::int32_t kMaxLoops = 1 << 20;
+
+bool plausible_time(std::int64_t t) { return t >= -kMaxTime && t <= kMaxTime; }
+bool is_flag(std::int32_t v) { return v == 0 || v == 1; }
+
+// What a decoder can have saved (decoder.hpp, DatReader): anything else is damage, not a position.
+bool plausible_state(const DecoderState& s) {
+  return s.time_base >= 0 && s.time_base <= kMaxTime && s.time >= -1 && s.time <= kMaxTime &&
+         (s.last_event_t == INT64_MIN || plausible_time(s.last_event_t)) && s.first_time_high >= -1 &&
+         s.first_time_high <= 0xFFFFFFFFll && s.loops >= 0 && s.loops <= kMaxLoops && s.y >= 0 &&
+         s.y <= 0xFFFF && s.base_x >= 0 && s.base_x <= 0xFFFF && is_flag(s.polarity) &&
+         is_flag(s.has_time_base) && is_flag(s.y_valid) && s.skip_words >= 0 && s.skip_words <= 64 &&
+         s.reserved == 0;
+}
+
+// The summary as build_index writes it: times only when there are events, max_t the largest of them.
+// (Counts are not bounded by the file size: compressed HDF5 recordings can hold many events per byte.)
+bool plausible_summary(const IndexSummary& s) {
+  if (!plausible_time(s.metavision_time_shift)) return false;
+  if (s.event_count == 0) return s.first_t == 0 && s.last_t == 0 && s.max_t == 0;
+  return plausible_time(s.first_t) && plausible_time(s.last_t) && plausible_time(s.max_t) &&
+         s.max_t >= s.first_t && s.max_t >= s.last_t;
+}
+
 }  // namespace
 
 const IndexEntry& TimeIndex::entry_for_time(Timestamp t) const {
@@ -80,6 +108,13 @@ std::optional<TimeIndex> load_index(const std::filesystem::path& index_path, con
       head.key.decode_signature != key.decode_signature)
     return std::nullopt;
   if (head.entry_count == 0 || head.entry_count > kMaxEntries) return std::nullopt;
+  // The entries must be in the file before they are allocated: a damaged count must not reserve gigabytes.
+  std::error_code ec;
+  const std::uint64_t index_size = std::filesystem::file_size(index_path, ec);
+  if (ec || index_size < sizeof head + sizeof(std::uint64_t) ||
+      (index_size - sizeof head - sizeof(std::uint64_t)) / sizeof(IndexEntry) != head.entry_count ||
+      (index_size - sizeof head - sizeof(std::uint64_t)) % sizeof(IndexEntry) != 0)
+    return std::nullopt;
   TimeIndex index;
   index.summary = head.summary;
   index.entries.resize(head.entry_count);
@@ -90,10 +125,20 @@ std::optional<TimeIndex> load_index(const std::filesystem::path& index_path, con
   std::uint64_t h = fnv1a(&head, sizeof head);
   h = fnv1a(index.entries.data(), static_cast<std::size_t>(bytes), h);
   if (h != stored) return std::nullopt;
-  // Structural checks so that a damaged or hostile sidecar can never send a reader out of the file.
+  // Structural and semantic checks so that a damaged or hostile sidecar (even one with a valid checksum)
+  // can never send a reader out of the file or into overflowing time arithmetic. The reader checks the
+  // rest against the recording (start position, its own format's constraints) before using the index.
+  if (!plausible_summary(index.summary)) return std::nullopt;
+  const IndexEntry& first = index.entries.front();
+  if (first.event_index != 0 || first.max_t_before != INT64_MIN) return std::nullopt;
   for (std::size_t i = 0; i < index.entries.size(); ++i) {
     const auto& e = index.entries[i];
     if (e.byte_offset > key.file_size || e.event_index > index.summary.event_count) return std::nullopt;
+    if (!plausible_state(e.state)) return std::nullopt;
+    // Before any event max_t_before is the INT64_MIN sentinel; after one it is a real time <= max_t.
+    if ((e.event_index == 0) != (e.max_t_before == INT64_MIN)) return std::nullopt;
+    if (e.event_index != 0 && (!plausible_time(e.max_t_before) || e.max_t_before > index.summary.max_t))
+      return std::nullopt;
     if (i > 0) {
       const auto& p = index.entries[i - 1];
       if (e.byte_offset < p.byte_offset || e.event_index < p.event_index || e.max_t_before < p.max_t_before)

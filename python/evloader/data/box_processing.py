@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -29,8 +29,8 @@ from .. import _core
 from .._dtypes import EventBbox, view_records
 
 __all__ = [
-    "load_boxes", "load_box_events", "split_boxes", "create_class_lookup", "nms", "nms_by_class",
-    "clip_boxes", "rescale_boxes", "filter_boxes", "bboxes_to_box_vectors", "box_vectors_to_bboxes",
+    "load_boxes", "load_box_events", "split_boxes", "create_class_lookup", "load_label_map", "nms",
+    "nms_by_class", "clip_boxes", "rescale_boxes", "filter_boxes", "bboxes_to_box_vectors", "box_vectors_to_bboxes",
     "filter_empty_tensor", "could_frame_contain_valid_gt", "label_path_for", "box_store",
     "clear_box_cache", "box_cache_info", "EventBbox",
 ]
@@ -241,30 +241,61 @@ def filter_boxes(box_events, class_lookup, idx_to_filter, ignore_filtered) -> np
     return _records(_labels.filter_boxes(_bytes(boxes), lookup, idx, bool(ignore_filtered)))
 
 
+# Class ids index the lookup array: a bound keeps a damaged label map from asking for gigabytes.
+MAX_CLASS_ID = 65535
+
+
+def load_label_map(labelmap_path) -> Dict[int, str]:
+    """The class names of a ``label_map_dictionary.json``: ``{class id: name}``, in file order. The file must
+    be a non-empty JSON object mapping class ids (decimal strings, 0..65535) to names (strings); anything
+    else raises ValueError naming the file (a missing file raises the usual OSError)."""
+    with open(labelmap_path, "rb") as f:
+        data = f.read()
+
+    def fail(what: str):
+        return ValueError(f"{labelmap_path}: {what}")
+
+    class Pairs(list):
+        """A JSON object as its (key, value) pairs: duplicate keys stay visible (a dict keeps the last)."""
+
+    try:
+        raw = json.loads(data, object_pairs_hook=Pairs)
+    except UnicodeDecodeError as e:
+        raise fail(f"not a JSON label map: not UTF-8/16/32 text ({e.reason} at byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise fail(f"not a JSON label map: {e}") from None
+    except RecursionError:
+        raise fail("not a JSON label map: nested too deeply") from None
+    if not isinstance(raw, Pairs) or not raw:
+        raise fail("expected a non-empty JSON object mapping class ids to names, e.g. {\"0\": \"car\"}")
+    label_map: Dict[int, str] = {}
+    for key, value in raw:
+        text = key.strip()
+        digits = text.lstrip("0") or "0"  # bounded before int(): huge digit strings are slow or refused
+        if not (text.isascii() and text.isdigit()) or len(digits) > 5 or int(digits) > MAX_CLASS_ID:
+            raise fail(f"class ids must be integers 0..{MAX_CLASS_ID} written as strings, got {key!r:.80}")
+        class_id = int(digits)
+        if class_id in label_map:
+            raise fail(f"class id {class_id} appears more than once")
+        if not isinstance(value, str):
+            raise fail(f"the name of class {class_id} must be a string, got {value!r:.80}")
+        label_map[class_id] = value
+    return label_map
+
+
 def create_class_lookup(labelmap_path, wanted_keys=[]) -> np.ndarray:  # noqa: B006 (metavision's signature)
     """Lookup array from the dataset's class ids (``label_map_dictionary.json``: ``{"0": "pedestrian", ...}``)
     to 1-based network classes in the order of ``wanted_keys`` (default: every name except ``"empty"``);
     -1 for the others. Example: ids {0: pedestrian, 1: two wheeler, 2: car, 3: truck}, wanted
-    ``["car", "pedestrian"]`` -> ``[2, -1, 1, -1]``."""
-    with open(labelmap_path, "r") as f:
-        try:
-            raw = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{labelmap_path}: not a JSON label map: {e}") from None
-    if not isinstance(raw, dict) or not raw:
-        raise ValueError(f"{labelmap_path}: expected a non-empty JSON object mapping class ids to names")
-    try:
-        label_dic = {int(str(key)): str(value) for key, value in raw.items()}
-    except ValueError:
-        raise ValueError(f"{labelmap_path}: class ids must be integers, got {list(raw)}") from None
+    ``["car", "pedestrian"]`` -> ``[2, -1, 1, -1]``. A malformed file raises ValueError naming it
+    (see :func:`load_label_map`)."""
+    label_dic = load_label_map(labelmap_path)
     size = max(label_dic) + 1
-    if size <= 0:
-        raise ValueError(f"{labelmap_path}: no class id is >= 0")
     names = list(label_dic.values())
     if wanted_keys:
         wanted_keys = list(wanted_keys)
         if all(key == "empty" for key in wanted_keys):
-            raise ValueError("wanted_keys must name at least one class other than 'empty'")
+            raise ValueError(f"{labelmap_path}: wanted_keys must name at least one class other than 'empty'")
         for key in wanted_keys:
             if key not in names:
                 raise ValueError(f"{labelmap_path}: key '{key}' not found in the dataset (classes: {names})")
