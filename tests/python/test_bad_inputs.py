@@ -624,6 +624,11 @@ def test_decoder_and_writer_options_are_checked(tmp_path):
     with pytest.raises(evloader.ConfigError, match="not sorted"):
         with evloader.RawWriter(tmp_path / "u.raw", "evt3", 640, 480) as w:
             w.write(make_events(100)[::-1])
+    with pytest.raises(ValueError, match="events: expected a structured array"):
+        with evloader.RawWriter(tmp_path / "d.raw", "evt3", 640, 480) as w:
+            w.write(np.zeros(3))
+    with pytest.raises(ValueError, match="boxes: expected a structured array"):
+        evloader.write_boxes(tmp_path / "b_bbox.npy", np.zeros(3))
 
 
 def test_reader_calls_out_of_range(tmp_path):
@@ -707,6 +712,9 @@ def test_sequential_loader_parameters(recordings):
             ({"durations": [5]}, ValueError, "1 durations given for 2 files")]:
         with pytest.raises(error, match=pattern):
             _sequential(files, **kwargs)
+    folder = os.path.dirname(files[0])
+    with pytest.raises(FileNotFoundError, match="no such recording"):
+        _sequential([files[0], folder])
     # Kernel kwargs are checked when the kernel is made: at the first batch, not at construction.
     for kwargs, pattern in [({"max_incr_per_pixel": -3}, "histo: max_incr_per_pixel must be > 0"),
                             ({"bogus": 3}, "histo: unknown kwarg 'bogus'")]:
@@ -734,6 +742,22 @@ def test_empty_recording_in_a_slot_warns_that_the_schedule_is_empty(recordings):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(_sequential([a, b])) > 0  # nothing to say about a clean list
+
+
+def test_cd_loader_streams_past_an_empty_recording(recordings):
+    pytest.importorskip("torch")
+    import torch
+    from evloader.data.cd_processor_dataset import CDProcessorDataLoader
+
+    a, b, empty = recordings["a.raw"], recordings["b.raw"], recordings["empty.raw"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with_empty = list(CDProcessorDataLoader([a, empty, b], "delta_t", 10_000, 0, None, "histo", 2, 2,
+                                                num_workers=1))
+    clean = list(CDProcessorDataLoader([a, b], "delta_t", 10_000, 0, None, "histo", 2, 2, num_workers=1))
+    assert len(with_empty) == len(clean) > 0  # its slot moves on to the next recording at once
+    assert all(torch.equal(x["inputs"], y["inputs"]) for x, y in zip(with_empty, clean))
+    assert len(CDProcessorDataLoader([empty], "delta_t", 10_000, 0, None, "histo", 2, 1)) == 0
 
 
 @pytest.mark.xfail(reason="BUG (sequential_dataset.py): only the first recording's sensor size is checked; "
