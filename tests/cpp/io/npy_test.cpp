@@ -545,5 +545,30 @@ TEST(NpyBoxes, RequiresOneDimensionalStructuredNumericArray) {
   EXPECT_THROW((void)boxes_from_npy(short_data, "mem.npy"), FormatError);
 }
 
+// Fuzz finding (regressions/npy/boxes-*-huge-count): records of 0 bytes need no data however many there
+// are, so a header could ask for 2^60 boxes from a 128-byte file and the conversion allocated them first.
+TEST(NpyBoxes, ZeroByteRecordsWithAHugeCountAreRefusedWithoutAllocating) {
+  for (const std::string descr : {"[]", "[('t', '|V0')]", "[('', '|V0')]"}) {
+    const std::string bytes =
+        npy(1, "{'descr': " + descr + ", 'fortran_order': False, 'shape': (1152921504606846976,), }");
+    const NpyArray array = parse(bytes);  // valid .npy: numpy reads it too
+    EXPECT_EQ(array.itemsize, 0u);
+    EXPECT_TRUE(array.data.empty());
+    try {
+      (void)boxes_from_npy(array, "mem.npy");
+      ADD_FAILURE() << "expected FormatError for " << descr;
+    } catch (const FormatError& e) {
+      EXPECT_NE(std::string(e.what()).find("mem.npy"), std::string::npos) << e.what();
+    }
+  }
+  // Zero boxes of zero bytes, or a missing field with many records, are ordinary errors or results.
+  EXPECT_THROW((void)boxes_from_npy(parse(npy(1,
+                                              "{'descr': [('t', '<i8')], 'fortran_order': False, "
+                                              "'shape': (2,), }",
+                                              std::string(16, '\0'))),
+                                    "mem.npy"),
+               FormatError);
+}
+
 }  // namespace
 }  // namespace evloader

@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <random>
 
 #include "evloader/core/error.hpp"
@@ -227,6 +229,135 @@ TEST(TimeIndex, DamagedSidecarIsIgnored) {
   EXPECT_EQ(reader->event_count(), rec.events.size());
   reader->seek_event(30'000);
   EXPECT_EQ(reader->load_n_events(1)[0], rec.events[30'000]);
+}
+
+// ---- damaged and forged sidecars (fuzz findings of tests/fuzz/time_index_fuzzer.cpp)
+// -------------------------
+
+// The sidecar's layout: magic, key, summary, entry count, entries, FNV-1a checksum of all that.
+constexpr std::size_t kIndexHead = 8 + sizeof(IndexKey) + sizeof(IndexSummary) + 8;
+
+std::vector<char> read_all(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Writes `bytes` with a correct checksum, so that only the checks behind it can refuse the index.
+void write_with_checksum(const fs::path& path, std::vector<char> bytes) {
+  std::uint64_t h = 1469598103934665603ull;
+  for (std::size_t i = 0; i + 8 < bytes.size(); ++i)
+    h = (h ^ static_cast<unsigned char>(bytes[i])) * 1099511628211ull;
+  std::memcpy(bytes.data() + bytes.size() - 8, &h, 8);
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+IndexEntry entry_at(const std::vector<char>& bytes, std::size_t i) {
+  IndexEntry e;
+  std::memcpy(&e, bytes.data() + kIndexHead + i * sizeof(IndexEntry), sizeof e);
+  return e;
+}
+
+void set_entry(std::vector<char>& bytes, std::size_t i, const IndexEntry& e) {
+  std::memcpy(bytes.data() + kIndexHead + i * sizeof(IndexEntry), &e, sizeof e);
+}
+
+IndexKey key_of(const std::vector<char>& bytes) {
+  IndexKey key;
+  std::memcpy(&key, bytes.data() + 8, sizeof key);
+  return key;
+}
+
+// The reader still gives the recording's events, counts and seeks, whatever the sidecar said.
+void expect_reads_correctly(const Recording& rec) {
+  auto reader = EventReader::open(rec.path);
+  EXPECT_EQ(reader->event_count(), rec.events.size());
+  for (std::size_t n : {std::size_t{0}, rec.events.size() / 3, rec.events.size() - 1}) {
+    reader->seek_event(n);
+    ASSERT_EQ(reader->load_n_events(1)[0], rec.events[n]) << n;
+  }
+  reader->seek_time(rec.events[rec.events.size() / 2].t);
+  EXPECT_EQ(reader->load_n_events(1)[0].t, rec.events[rec.events.size() / 2].t);
+  reader->reset();
+  EXPECT_EQ(to_vector(reader->load_all()), rec.events);
+}
+
+TEST(TimeIndex, EntryCountBeyondTheFileIsRefusedWithoutAllocating) {
+  auto rec = write_recording(Kind::dat, 40'000, 23);
+  EventReader::open(rec.path)->build_index();
+  const auto sidecar = sidecar_index_path(rec.path);
+  std::vector<char> bytes = read_all(sidecar);
+  const IndexKey key = key_of(bytes);
+  ASSERT_TRUE(load_index(sidecar, key).has_value());
+  // 2^32 entries claimed, none present: reserving them would take 377 GB.
+  const std::uint64_t count = std::uint64_t{1} << 32;
+  std::memcpy(bytes.data() + kIndexHead - 8, &count, 8);
+  bytes.resize(kIndexHead + 8);
+  write_with_checksum(sidecar, bytes);
+  EXPECT_FALSE(load_index(sidecar, key).has_value());
+  expect_reads_correctly(rec);
+}
+
+TEST(TimeIndex, ImplausibleEntriesWithAValidChecksumAreRefused) {
+  auto rec = write_recording(Kind::evt2, 120'000, 24);
+  EventReader::open(rec.path)->build_index();
+  const auto sidecar = sidecar_index_path(rec.path);
+  const std::vector<char> good = read_all(sidecar);
+  const IndexKey key = key_of(good);
+  const std::size_t entries = (good.size() - kIndexHead - 8) / sizeof(IndexEntry);
+  ASSERT_GE(entries, 3u);
+  const std::vector<void (*)(IndexEntry&)> damage = {
+      [](IndexEntry& e) { e.state.loops = INT32_MAX; },               // ++loops overflows
+      [](IndexEntry& e) { e.state.time_base = INT64_MAX - 10; },      // time arithmetic overflows
+      [](IndexEntry& e) { e.state.has_time_base = 7; },               // not a flag
+      [](IndexEntry& e) { e.max_t_before = INT64_MIN; },              // events before it, no time
+      [](IndexEntry& e) { e.max_t_before = std::int64_t{1} << 61; },  // beyond the summary's max_t
+  };
+  for (std::size_t k = 0; k < damage.size(); ++k) {
+    std::vector<char> bytes = good;
+    IndexEntry e = entry_at(bytes, 1);
+    damage[k](e);
+    set_entry(bytes, 1, e);
+    write_with_checksum(sidecar, bytes);
+    EXPECT_FALSE(load_index(sidecar, key).has_value()) << "damage " << k;
+    expect_reads_correctly(rec);
+  }
+}
+
+TEST(TimeIndex, IndexThatDoesNotFitTheRecordingIsRebuilt) {
+  for (const Kind kind : {Kind::dat, Kind::evt3}) {
+    auto rec = write_recording(kind, 120'000, 25);
+    EventReader::open(rec.path)->build_index();
+    const auto sidecar = sidecar_index_path(rec.path);
+    const std::vector<char> good = read_all(sidecar);
+    // Structurally fine, so load_index takes them; only the reader can tell that they do not fit.
+    std::vector<std::vector<char>> forged;
+    {
+      std::vector<char> bytes = good;  // the first entry is not the start of the data
+      IndexEntry e = entry_at(bytes, 0);
+      e.byte_offset += 2;
+      set_entry(bytes, 0, e);
+      forged.push_back(bytes);
+    }
+    if (kind == Kind::dat) {
+      std::vector<char> bytes = good;  // a DAT position inside a record
+      IndexEntry e = entry_at(bytes, 1);
+      e.byte_offset += 4;
+      set_entry(bytes, 1, e);
+      forged.push_back(bytes);
+      bytes = good;  // a DAT time state that is not whole 2^32 wraps
+      e = entry_at(bytes, 1);
+      e.state.time_base += 5;
+      set_entry(bytes, 1, e);
+      forged.push_back(bytes);
+    }
+    for (const auto& bytes : forged) {
+      write_with_checksum(sidecar, bytes);
+      ASSERT_TRUE(load_index(sidecar, key_of(good)).has_value());
+      expect_reads_correctly(rec);
+      EXPECT_EQ(read_all(sidecar), good);  // rebuilt and saved over the forged one
+    }
+  }
 }
 
 }  // namespace
