@@ -21,10 +21,11 @@ std::map<std::string, std::string> FileHeader::as_map() const {
 
 namespace {
 
-// Split "key value with spaces" at the first run of spaces; OpenEB re-joins the remaining tokens with
-// single spaces, which we reproduce.
+// Split "key value with spaces" at the first run of blanks; OpenEB re-joins the remaining tokens with
+// single spaces, which we reproduce. Blanks are C isspace() (OpenEB reads tokens with >>), so a CR, VT or
+// FF inside a line separates tokens too and no key or value ever starts or ends with one.
 std::pair<std::string, std::string> split_key_value(std::string_view text) {
-  auto is_space = [](char c) { return c == ' ' || c == '\t'; };
+  auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; };
   std::vector<std::string_view> tokens;
   std::size_t i = 0;
   while (i < text.size()) {
@@ -72,8 +73,11 @@ FileHeader parse_header(std::span<const std::byte> bytes, bool& is_complete, std
     }
     if (!kv.first.empty()) header.lines.push_back(std::move(kv));
   }
-  // A lone '%' at the very end could start another header line: ask for more bytes.
-  if (pos + 1 == bytes.size() && text[pos] == '%' && !header.has_end_marker) is_complete = false;
+  // Bytes that end right after a header line, or with a lone '%', may go on with more header lines: ask for
+  // more bytes (read_header() reads in chunks; stopping at a chunk boundary would take the rest of the
+  // header for event data).
+  if (!header.has_end_marker && (pos == bytes.size() || (pos + 1 == bytes.size() && text[pos] == '%')))
+    is_complete = false;
   header.data_offset = pos;
   return header;
 }

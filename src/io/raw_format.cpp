@@ -5,6 +5,7 @@
 #include <cctype>
 #include <charconv>
 #include <map>
+#include <string>
 #include <vector>
 
 #include "evloader/core/error.hpp"
@@ -12,6 +13,8 @@
 namespace evloader {
 
 namespace {
+
+constexpr int kMaxRawSide = 2048;
 
 std::string upper(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::toupper(c); });
@@ -140,6 +143,13 @@ RawFormat resolve_raw_format(const FileHeader& header, const RawFormatOverride& 
   // OpenEB assumes the legacy word order for Prophesee boards older than SYSTEM_EVK2_SAPHIR (0x37).
   if (!order && system_id && *system_id < 0x37 && integrator_is_prophesee_or_absent(header))
     order = Evt21Order::legacy;
+
+  // EVT 2.0/2.1/3.0 words address 11 bits: a larger sensor size is a damaged or hostile header, and frames
+  // or histograms sized from it could ask for gigabytes.
+  if (geometry && !user.geometry && (geometry->width > kMaxRawSide || geometry->height > kMaxRawSide))
+    fail("sensor size " + std::to_string(geometry->width) + "x" + std::to_string(geometry->height) +
+         " in the header is larger than RAW words can address (" + std::to_string(kMaxRawSide) + "x" +
+         std::to_string(kMaxRawSide) + ")");
 
   RawFormat out;
   if (user.encoding) encoding = user.encoding;

@@ -3,9 +3,12 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "evloader/core/error.hpp"
+#include "support/test_paths.hpp"
 
 namespace evloader {
 namespace {
@@ -50,6 +53,60 @@ TEST(Header, ReportsIncompleteLine) {
   FileHeader h = parse_header(bytes_of(text), complete);
   EXPECT_FALSE(complete);
   EXPECT_EQ(h.data_offset, 10u);
+}
+
+// Fuzz regression raw_header/header-line-ends-at-4k: read_header() reads 4 KiB first; when a header line
+// ended exactly there, the parser called the header complete and the next header lines became event data.
+TEST(Header, BytesEndingRightAfterAHeaderLineAskForMore) {
+  std::string text = "% evt 3.0\n% geometry 640x480\n";
+  bool complete = true;
+  FileHeader h = parse_header(bytes_of(text), complete);
+  EXPECT_FALSE(complete);
+  EXPECT_EQ(h.lines.size(), 2u);
+  EXPECT_EQ(h.data_offset, text.size());
+  complete = true;
+  (void)parse_header(bytes_of(""), complete);
+  EXPECT_FALSE(complete);
+  // With the end marker, or a data byte after the last line, nothing more can belong to the header.
+  (void)parse_header(bytes_of(text + "% end\n"), complete);
+  EXPECT_TRUE(complete);
+  (void)parse_header(bytes_of(text + "\x01"), complete);
+  EXPECT_TRUE(complete);
+}
+
+TEST(Header, ReadHeaderFindsLinesAfterTheFirstFourKiB) {
+  const std::string pad = "% pad " + std::string(4096 - 7, 'a') + "\n";  // ends exactly at byte 4096
+  ASSERT_EQ(pad.size(), 4096u);
+  const std::string head = pad + "% evt 2.0\n% geometry 640x480\n";
+  const auto path = test::temp_dir() / "header_at_4k.raw";
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << head << std::string("\x12\x34\x56\x78", 4);
+  }
+  FileHeader h = read_header(path);
+  EXPECT_EQ(h.get("evt"), "2.0");
+  EXPECT_EQ(h.get("geometry"), "640x480");
+  EXPECT_EQ(h.data_offset, head.size());
+  // A file that is only a header, ending at a 4 KiB boundary, is all header.
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << pad;
+  }
+  h = read_header(path);
+  EXPECT_EQ(h.lines.size(), 1u);
+  EXPECT_EQ(h.data_offset, 4096u);
+  std::filesystem::remove(path);
+}
+
+// OpenEB splits header lines with >>, i.e. at any isspace(): a CR or form feed inside a line separates
+// tokens, and a value never keeps one at its end (format_header() would then not round-trip it).
+TEST(Header, AnyBlankSeparatesTokens) {
+  std::string text = "% key a\r \r\n% other\fb\vc\r\nX";
+  bool complete = false;
+  FileHeader h = parse_header(bytes_of(text), complete);
+  EXPECT_TRUE(complete);
+  EXPECT_EQ(h.get("key"), "a");
+  EXPECT_EQ(h.get("other"), "b c");
 }
 
 TEST(Header, PercentWithoutSpaceIsData) {

@@ -87,6 +87,23 @@ TEST(RawFormat, Evt21WordOrder) {
   EXPECT_EQ(modern.evt21_order, Evt21Order::little);
 }
 
+// Fuzz regression raw_header/huge-geometry: a header claiming 2000000000x2000000000 was accepted, and
+// frames sized from it would ask for exabytes. RAW words address 11 bits, so 2048 is the largest side.
+TEST(RawFormat, SensorLargerThanWordsAddressIsAnError) {
+  EXPECT_THROW((void)resolve_raw_format(header_of({{"format", "EVT2;height=2000000000;width=2000000000"}}),
+                                        {}, "f.raw"),
+               FormatError);
+  EXPECT_THROW((void)resolve_raw_format(header_of({{"evt", "3.0"}, {"geometry", "4096x16"}}), {}, "f.raw"),
+               FormatError);
+  auto largest = resolve_raw_format(header_of({{"evt", "3.0"}, {"geometry", "2048x2048"}}), {}, "f.raw");
+  EXPECT_EQ(largest.geometry, (Geometry{2048, 2048}));
+  // The user's geometry replaces the header's, so a wrong header size can still be read.
+  RawFormatOverride user;
+  user.geometry = Geometry{640, 480};
+  auto f = resolve_raw_format(header_of({{"evt", "3.0"}, {"geometry", "4096x4096"}}), user, "f.raw");
+  EXPECT_EQ(f.geometry, (Geometry{640, 480}));
+}
+
 TEST(RawFormat, ParsesNames) {
   EXPECT_EQ(parse_encoding_name("evt3"), RawEncoding::evt3);
   EXPECT_EQ(parse_encoding_name("2.1"), RawEncoding::evt21);
