@@ -266,8 +266,11 @@ void fuzz_filter(FuzzInput& in) {
     // Decoding: the events the public decoder returns, as bytes.
     const auto events = decode_exact(chunk_in);
     FUZZ_CHECK(got == events.size() * sizeof(EventCD));
-    for (std::size_t i = 0; i < events.size(); ++i)
-      FUZZ_CHECK(std::memcmp(result.data() + i * sizeof(EventCD), &events[i], sizeof(EventCD)) == 0);
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      EventCD e;  // field by field: the 2 padding bytes of a record are not part of it
+      std::memcpy(&e, result.data() + i * sizeof(EventCD), sizeof(EventCD));
+      FUZZ_CHECK(e == events[i]);
+    }
     return;
   }
   // Encoding whole records: decodes back to them, with times below the running maximum raised to it.

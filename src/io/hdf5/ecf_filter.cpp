@@ -23,9 +23,11 @@ std::size_t ecf_filter(unsigned int flags, std::size_t /*cd_nelmts*/, const unsi
     const auto* in = static_cast<const std::uint8_t*>(*buf);
     ChunkHeader header;
     detail::DecodeError error;
-    if (!detail::parse_header(in, nbytes, header, error)) return 0;
+    // An empty chunk holds no record: a success would return 0 bytes, which HDF5 reads as a failure
+    // anyway, so refuse it before touching *buf.
+    if (!detail::parse_header(in, nbytes, header, error) || header.event_count == 0) return 0;
     const std::size_t bytes = header.event_count * sizeof(EventCD);
-    void* out = std::malloc(bytes ? bytes : sizeof(EventCD));
+    void* out = std::malloc(bytes);
     if (out == nullptr) return 0;
     std::size_t n = 0;
     if (!detail::try_decode(in, nbytes, static_cast<EventCD*>(out), header.event_count, n, error)) {
@@ -34,7 +36,7 @@ std::size_t ecf_filter(unsigned int flags, std::size_t /*cd_nelmts*/, const unsi
     }
     std::free(*buf);
     *buf = out;
-    *buf_size = bytes ? bytes : sizeof(EventCD);
+    *buf_size = bytes;
     return n * sizeof(EventCD);
   }
   // Encode: HDF5 hands over a whole chunk, with fill values (t = 0) past the dataset's end, so times

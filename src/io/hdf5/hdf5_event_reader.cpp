@@ -25,6 +25,9 @@ namespace {
 // About 64 Ki events per block (4 chunks of OpenEB's 16384): one lock round trip per block, small
 // enough that a seek decodes little.
 constexpr std::uint64_t kBlockEvents = 64 * 1024;
+// See check_storage(): most records a stored byte can stand for, and the extent allowed without storage.
+constexpr long double kMaxCompressionRatio = 1100;
+constexpr long double kStorageSlackBytes = 1 << 20;
 
 std::uint64_t mix(std::uint64_t h, std::uint64_t v) { return (h ^ v) * 1099511628211ull; }
 
@@ -193,12 +196,25 @@ class Hdf5EventReader final : public EventReader {
     if (options_.decode_triggers && h5::path_exists(file_.get(), "/EXT_TRIGGER/events")) read_triggers();
   }
 
+  // A dataset's extent can be declared without storage (HDF5 reads fill values there): a file of a few
+  // KiB could claim 2^60 events, and reading or reserving them would exhaust memory (or overflow the size
+  // of a buffer). No codec stores records more densely than kMaxCompressionRatio (deflate's ceiling is
+  // about 1032:1, ECF's about 48:1); claims beyond it are refused.
+  void check_storage(hid_t dataset, std::uint64_t records, std::size_t record_bytes, const char* name) const {
+    const hsize_t stored = H5Dget_storage_size(dataset);
+    if (static_cast<long double>(records) * record_bytes >
+        static_cast<long double>(stored) * kMaxCompressionRatio + kStorageSlackBytes)
+      fail(-1, std::string(name) + " declares " + std::to_string(records) + " records but stores only " +
+                   std::to_string(stored) + " bytes");
+  }
+
   void inspect_cd_dataset() {
     h5::Handle sp = h5::space(H5Dget_space(cd_.get()));
     if (H5Sget_simple_extent_ndims(sp.get()) != 1) fail(-1, "/CD/events is not one-dimensional");
     hsize_t dims[1] = {0};
     H5Sget_simple_extent_dims(sp.get(), dims, nullptr);
     n_events_ = dims[0];
+    check_storage(cd_.get(), n_events_, sizeof(EventCD), "/CD/events");
 
     h5::Handle file_type = h5::type(H5Dget_type(cd_.get()));
     if (H5Tget_class(file_type.get()) != H5T_COMPOUND)
@@ -246,6 +262,7 @@ class Hdf5EventReader final : public EventReader {
     hsize_t dims[1] = {0};
     H5Sget_simple_extent_dims(sp.get(), dims, nullptr);
     if (dims[0] == 0) return;
+    check_storage(ds.get(), dims[0], sizeof(EventExtTrigger), "/EXT_TRIGGER/events");
     h5::Handle file_type = h5::type(H5Dget_type(ds.get()));
     for (const char* field : {"p", "t", "id"})
       if (H5Tget_class(file_type.get()) != H5T_COMPOUND || H5Tget_member_index(file_type.get(), field) < 0)

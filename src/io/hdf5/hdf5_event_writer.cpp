@@ -78,8 +78,9 @@ struct Hdf5EventWriter::Impl {
     ~Handles() { reset(); }
     void reset() {
       Hdf5Lock lock;
-      for (h5::Handle* h : {&trig_index, &trig, &cd_index, &cd, &index_type, &trig_type, &cd_type, &file})
-        h->reset();
+      for (h5::Handle* handle :
+           {&trig_index, &trig, &cd_index, &cd, &index_type, &trig_type, &cd_type, &file})
+        handle->reset();
     }
   };
 

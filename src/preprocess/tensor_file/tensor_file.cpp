@@ -63,6 +63,11 @@ namespace {
 
 using detail::Hdf5Lock;
 
+// A dataset never holds more than this many times its stored bytes: deflate's ceiling is about 1032:1.
+// Extents beyond it are declared without storage (HDF5 reads fill values there): damaged or hostile.
+constexpr long double kMaxCompressionRatio = 1100;
+constexpr long double kStorageSlackBytes = 1 << 20;
+
 // Attributes that belong to the layout itself; everything else scalar goes to TensorFileInfo::kwargs.
 constexpr const char* kReservedAttrs[] = {"events_to_tensor",   "delta_t",        "event_input_width",
                                           "event_input_height", "shape",          "mode",
@@ -826,10 +831,22 @@ TensorFileReader::TensorFileReader(const std::filesystem::path& path) : impl_(st
       if (n < dims[0])
         m.format_error("'last_timestamps' has " + std::to_string(n) + " entries for " +
                        std::to_string(dims[0]) + " frames");
-      m.last_ts.resize(static_cast<std::size_t>(n));
-      if (n && H5Dread(ts.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, m.last_ts.data()) < 0)
-        hdf5_format_error(path, "cannot read 'last_timestamps'");
+      // Only the frames' entries are read, and only as many as the dataset can really hold: an extent
+      // declared without storage (HDF5 returns fill values for it) must not make us allocate gigabytes.
+      const hsize_t stored = H5Dget_storage_size(ts.get());
+      if (static_cast<long double>(dims[0]) * sizeof(Timestamp) >
+          static_cast<long double>(stored) * kMaxCompressionRatio + kStorageSlackBytes)
+        m.format_error("'last_timestamps' stores " + std::to_string(stored) + " bytes, too few for the " +
+                       std::to_string(dims[0]) + " timestamps of the frames");
       m.last_ts.resize(static_cast<std::size_t>(dims[0]));
+      if (dims[0] > 0) {
+        const hsize_t start[1] = {0}, count[1] = {dims[0]};
+        Hid mspace(H5Screate_simple(1, count, nullptr), H5Sclose);
+        if (H5Sselect_hyperslab(tspace.get(), H5S_SELECT_SET, start, nullptr, count, nullptr) < 0 ||
+            H5Dread(ts.get(), H5T_NATIVE_INT64, mspace.get(), tspace.get(), H5P_DEFAULT, m.last_ts.data()) <
+                0)
+          hdf5_format_error(path, "cannot read 'last_timestamps'");
+      }
     }
   }
 
@@ -851,7 +868,8 @@ TensorFileReader::TensorFileReader(const std::filesystem::path& path) : impl_(st
   };
   auto integer = [&](const char* name, const AttrValue* v) -> std::int64_t {
     if (v->kind == AttrValue::integer) return v->i;
-    if (v->kind == AttrValue::floating && std::isfinite(v->d) && v->d == std::floor(v->d))
+    // Whole floats within int64 only: converting a larger one is undefined behaviour.
+    if (v->kind == AttrValue::floating && v->d == std::floor(v->d) && v->d >= -0x1p63 && v->d < 0x1p63)
       return static_cast<std::int64_t>(v->d);
     m.format_error(std::string("attribute '") + name + "' is not an integer");
   };
@@ -876,7 +894,16 @@ TensorFileReader::TensorFileReader(const std::filesystem::path& path) : impl_(st
   }
   if (info.mode == TensorMode::delta_t && info.delta_t == 0)
     m.format_error("attribute 'delta_t' is 0 in delta_t mode");
-  if (const AttrValue* ne = take("n_events")) info.n_events = integer("n_events", ne);
+  if (const AttrValue* ne = take("n_events")) {
+    info.n_events = integer("n_events", ne);
+    if (info.n_events < 0)
+      m.format_error("attribute 'n_events' is negative: " + std::to_string(info.n_events));
+  }
+  // duration() = num_frames * delta_t must be a time: refuse frame counts that overflow it.
+  if (dims[0] > static_cast<hsize_t>(std::numeric_limits<std::int64_t>::max() /
+                                     std::max<std::uint32_t>(1, info.delta_t)))
+    m.format_error("dataset 'data' declares " + std::to_string(dims[0]) +
+                   " frames: their duration at delta_t " + std::to_string(info.delta_t) + " us overflows");
   if (const AttrValue* u8 = take("store_as_uint8"))
     info.store_as_uint8 =
         (u8->kind == AttrValue::boolean && u8->b) || (u8->kind == AttrValue::integer && u8->i);
@@ -901,7 +928,13 @@ TensorFileReader::TensorFileReader(const std::filesystem::path& path) : impl_(st
     if (!ds) ds = take("shift");
     const std::int64_t shift = ds ? integer("downsampling_factor", ds) : 0;
     if (shift < 0 || shift > 16) m.format_error("implausible downsampling_factor " + std::to_string(shift));
-    info.sensor = {info.width << shift, info.height << shift};
+    // Same plausibility bound as event_input_width/height (and no int overflow: 65536 << 16 = 2^32).
+    const std::int64_t w = std::int64_t{info.width} << shift, h = std::int64_t{info.height} << shift;
+    if (w > (1 << 20) || h > (1 << 20))
+      m.format_error("implausible sensor size " + std::to_string(w) + "x" + std::to_string(h) + " (frames " +
+                     std::to_string(info.width) + "x" + std::to_string(info.height) +
+                     " << downsampling_factor " + std::to_string(shift) + ")");
+    info.sensor = {static_cast<int>(w), static_cast<int>(h)};
   }
   for (const auto& [key, value] : attrs) {
     if (is_reserved(key)) continue;

@@ -496,5 +496,65 @@ TEST_F(Hdf5Files, DamagedChunksNameTheFileAndTheChunk) {
   EXPECT_NE(cut_message.find("cut.hdf5"), std::string::npos) << cut_message;
 }
 
+// A dataset whose extent is declared without storage: HDF5 reads fill values there, so a file of a few
+// KiB could claim 2^40 events (or triggers) and make a reader reserve 16 TiB (a bad_alloc, or a size that
+// overflows). Found by fuzzing (tests/fuzz/regressions/hdf5_attributes/): such claims are FormatErrors
+// naming the dataset, at open.
+void write_unstored_extent(const std::filesystem::path& path, bool triggers, hsize_t records, bool deflate) {
+  detail::Hdf5Lock lock;
+  h5::Handle f = h5::file(H5Fcreate(path.string().c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
+  h5::Handle cd = h5::group(H5Gcreate2(f.get(), "/CD", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  h5::Handle ext = h5::group(H5Gcreate2(f.get(), "/EXT_TRIGGER", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  h5::Handle dcpl = h5::plist(H5Pcreate(H5P_DATASET_CREATE));
+  const hsize_t chunk[1] = {16384};
+  H5Pset_chunk(dcpl.get(), 1, chunk);
+  if (deflate) H5Pset_deflate(dcpl.get(), 1);
+  const hsize_t dims[1] = {records}, zero[1] = {0}, maxdims[1] = {H5S_UNLIMITED};
+  // The claimed extent on the events or on the triggers; the other dataset valid and empty.
+  h5::Handle big = h5::space(H5Screate_simple(1, dims, maxdims));
+  h5::Handle empty = h5::space(H5Screate_simple(1, zero, maxdims));
+  h5::Handle et = h5::event_cd_type(), tt = h5::trigger_type();
+  h5::Handle e = h5::dataset(H5Dcreate2(f.get(), "/CD/events", et.get(), (triggers ? empty : big).get(),
+                                        H5P_DEFAULT, dcpl.get(), H5P_DEFAULT));
+  h5::Handle t =
+      h5::dataset(H5Dcreate2(f.get(), "/EXT_TRIGGER/events", tt.get(), (triggers ? big : empty).get(),
+                             H5P_DEFAULT, dcpl.get(), H5P_DEFAULT));
+  ASSERT_TRUE(e.valid() && t.valid());
+}
+
+TEST_F(Hdf5Files, EventsDeclaredWithoutStorageAreAFormatError) {
+  for (bool deflate : {false, true}) {  // the direct chunk path, and HDF5's own reads
+    const auto path = file(deflate ? "unstored_deflate.hdf5" : "unstored.hdf5");
+    write_unstored_extent(path, false, hsize_t{1} << 40, deflate);
+    ASSERT_LT(std::filesystem::file_size(path), 64u << 10);
+    try {
+      auto reader = EventReader::open(path, test::memory_index());
+      (void)reader->load_all();
+      ADD_FAILURE() << "no error for 2^40 unstored events";
+    } catch (const FormatError& e) {
+      EXPECT_NE(std::string(e.what()).find("/CD/events declares 1099511627776 records"), std::string::npos)
+          << e.what();
+    }
+  }
+  // A small unstored tail stays readable: fill values, as HDF5 returns them (a cut recording).
+  const auto tail = file("unstored_tail.hdf5");
+  write_unstored_extent(tail, false, 1000, true);
+  EXPECT_EQ(test::read_all_events(tail).size(), 1000u);
+}
+
+TEST_F(Hdf5Files, TriggersDeclaredWithoutStorageAreAFormatError) {
+  const auto path = file("unstored_triggers.hdf5");
+  write_unstored_extent(path, true, hsize_t{1} << 40, false);
+  try {
+    (void)EventReader::open(path, test::memory_index());
+    ADD_FAILURE() << "no error for 2^40 unstored triggers";
+  } catch (const FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("/EXT_TRIGGER/events declares"), std::string::npos) << e.what();
+  }
+  ReaderOptions no_triggers = test::memory_index();
+  no_triggers.decode_triggers = false;  // never looked at
+  EXPECT_EQ(EventReader::open(path, no_triggers)->load_all().size(), 0u);
+}
+
 }  // namespace
 }  // namespace evloader

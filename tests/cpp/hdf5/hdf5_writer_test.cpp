@@ -292,5 +292,26 @@ TEST(EcfFilter, ClassDescribesFilter0x8ECF) {
   std::free(buf);
 }
 
+// Found by fuzzing (tests/fuzz/regressions/ecf/filter-empty-chunk-replaced-buffer): a chunk announcing 0
+// events "succeeded" with 0 bytes, which HDF5 takes for a failure, after replacing the caller's buffer.
+// HDF5's contract on failure is to return 0 and leave the buffer alone.
+TEST(EcfFilter, EmptyChunkIsRefusedWithTheBufferLeftAlone) {
+  const auto* cls = static_cast<const H5Z_class2_t*>(ecf::h5z_filter_class());
+  std::vector<std::byte> empty;
+  ecf::encode({}, empty, ecf::Mode::pack_yxp);
+  ASSERT_EQ(empty.size(), ecf::kHeaderBytes);
+  void* buf = std::malloc(empty.size());
+  std::memcpy(buf, empty.data(), empty.size());
+  void* const before = buf;
+  std::size_t buf_size = empty.size();
+  EXPECT_EQ(cls->filter(H5Z_FLAG_REVERSE, 0, nullptr, empty.size(), &buf_size, &buf), 0u);
+  EXPECT_EQ(buf, before);
+  EXPECT_EQ(buf_size, empty.size());
+  EXPECT_EQ(std::memcmp(buf, empty.data(), empty.size()), 0);
+  std::free(buf);
+  // The public decoder reads the same chunk as no events.
+  EXPECT_EQ(ecf::decode(empty, nullptr, 0), 0u);
+}
+
 }  // namespace
 }  // namespace evloader

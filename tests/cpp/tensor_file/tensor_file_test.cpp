@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <random>
 #include <thread>
 #include <vector>
@@ -514,6 +515,127 @@ TEST(TensorFile, WritersOnSeveralThreads) {
     });
   for (auto& th : threads) th.join();
   EXPECT_EQ(mismatches.load(), 0);
+}
+
+// --- hostile metadata (found by fuzzing: tests/fuzz/regressions/hdf5_attributes/) ----------------------
+template <class T>
+void put_scalar(hid_t obj, const char* name, hid_t file_type, hid_t mem_type, T v) {
+  H5Id space{H5Screate(H5S_SCALAR), H5Sclose};
+  H5Id attr{H5Acreate2(obj, name, file_type, space.id, H5P_DEFAULT, H5P_DEFAULT), H5Aclose};
+  H5Awrite(attr.id, mem_type, &v);
+}
+
+// `data` [n, c, h, w] float32 in chunks of one frame, declared but never written (no storage: HDF5 reads
+// fill values), named "histo"; `extra` adds attributes (and datasets).
+template <class F>
+void write_declared(const fs::path& path, hsize_t n, hsize_t c, hsize_t h, hsize_t w, F extra) {
+  H5Id file{H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose};
+  const hsize_t dims[4] = {n, c, h, w}, maxdims[4] = {H5S_UNLIMITED, c, h, w}, chunk[4] = {1, c, h, w};
+  H5Id space{H5Screate_simple(4, dims, maxdims), H5Sclose};
+  H5Id dcpl{H5Pcreate(H5P_DATASET_CREATE), H5Pclose};
+  H5Pset_chunk(dcpl.id, 4, chunk);
+  H5Id data{H5Dcreate2(file.id, "data", H5T_IEEE_F32LE, space.id, H5P_DEFAULT, dcpl.id, H5P_DEFAULT),
+            H5Dclose};
+  ASSERT_GE(data.id, 0);
+  put_fixed_string(data.id, "events_to_tensor", "histo");
+  extra(file.id, data.id);
+}
+
+// A whole float beyond int64 used to be converted anyway (undefined behaviour; UBSan flagged it).
+TEST(TensorFile, HugeFloatAttributesAreFormatErrors) {
+  const auto path = temp_file("huge_float.h5");
+  write_declared(path, 2, 1, 2, 2, [](hid_t, hid_t data) {
+    put_scalar(data, "delta_t", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1e30);
+  });
+  expect_error_naming<FormatError>(path, "'delta_t' is not an integer");
+  write_declared(path, 2, 1, 2, 2, [](hid_t, hid_t data) {
+    put_u32(data, "delta_t", 1000);
+    put_scalar(data, "start_ts", H5T_IEEE_F64BE, H5T_NATIVE_DOUBLE, -0x1p63);  // the lowest int64: kept
+  });
+  EXPECT_EQ(TensorFileReader(path).info().start_ts, std::numeric_limits<std::int64_t>::min());
+  write_declared(path, 2, 1, 2, 2, [](hid_t, hid_t data) {
+    put_u32(data, "delta_t", 1000);
+    put_scalar(data, "start_ts", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 0x1p63);
+  });
+  expect_error_naming<FormatError>(path, "'start_ts' is not an integer");
+}
+
+// 65536-wide frames << downsampling_factor 16 overflowed int (the sensor came out 0 wide).
+TEST(TensorFile, DownsamplingBeyondAPlausibleSensorIsAFormatError) {
+  const auto path = temp_file("huge_shift.h5");
+  write_declared(path, 1, 1, 1, 65536, [](hid_t, hid_t data) {
+    put_u32(data, "delta_t", 1000);
+    put_u32(data, "downsampling_factor", 16);
+  });
+  expect_error_naming<FormatError>(path, "implausible sensor size 4294967296x65536");
+  write_declared(path, 1, 1, 1, 64, [](hid_t, hid_t data) {
+    put_u32(data, "delta_t", 1000);
+    put_u32(data, "downsampling_factor", 14);
+  });
+  EXPECT_EQ(TensorFileReader(path).sensor_size(), (Geometry{64 << 14, 1 << 14}));
+}
+
+// num_frames * delta_t (duration()) overflowed for a frame count declared without storage.
+TEST(TensorFile, FrameCountWhoseDurationOverflowsIsAFormatError) {
+  const auto path = temp_file("huge_count.h5");
+  write_declared(path, hsize_t{1} << 62, 1, 1, 1, [](hid_t, hid_t data) { put_u32(data, "delta_t", 1000); });
+  expect_error_naming<FormatError>(path, "overflows");
+  write_declared(path, hsize_t{1} << 40, 1, 1, 1, [](hid_t, hid_t data) { put_u32(data, "delta_t", 1000); });
+  TensorFileReader r(path);  // unwritten frames are zeros, as before
+  EXPECT_EQ(r.duration(), (std::int64_t{1} << 40) * 1000);
+  std::vector<float> out(2, 1.f);
+  r.read_frames((std::int64_t{1} << 40) - 1, 2, 0, 0, out);
+  EXPECT_EQ(out, (std::vector<float>{0.f, 0.f}));
+}
+
+void put_vlen_string(hid_t obj, const char* name, const std::string& s) {
+  H5Id type{H5Tcopy(H5T_C_S1), H5Tclose};
+  H5Tset_size(type.id, H5T_VARIABLE);
+  H5Id space{H5Screate(H5S_SCALAR), H5Sclose};
+  H5Id attr{H5Acreate2(obj, name, type.id, space.id, H5P_DEFAULT, H5P_DEFAULT), H5Aclose};
+  const char* p = s.c_str();
+  H5Awrite(attr.id, type.id, &p);
+}
+
+// n_events mode: 'last_timestamps' resized to its declared extent (2^40 entries: bad_alloc) before the
+// frames' entries were kept. Now only the frames' entries are read, and an extent its storage cannot
+// hold is a FormatError.
+TEST(TensorFile, LastTimestampsAreReadForTheFramesOnly) {
+  const auto path = temp_file("huge_stamps.h5");
+  auto stamps = [](hsize_t n, bool written) {
+    return [n, written](hid_t file, hid_t data) {
+      put_vlen_string(data, "mode", "n_events");
+      put_scalar(data, "n_events", H5T_STD_I64LE, H5T_NATIVE_INT64, std::int64_t{5000});
+      const hsize_t dims[1] = {n}, maxdims[1] = {H5S_UNLIMITED}, chunk[1] = {4};
+      H5Id space{H5Screate_simple(1, dims, maxdims), H5Sclose};
+      H5Id dcpl{H5Pcreate(H5P_DATASET_CREATE), H5Pclose};
+      H5Pset_chunk(dcpl.id, 1, chunk);
+      H5Id ts{H5Dcreate2(file, "last_timestamps", H5T_STD_I64LE, space.id, H5P_DEFAULT, dcpl.id, H5P_DEFAULT),
+              H5Dclose};
+      if (written) {
+        std::vector<std::int64_t> v(n);
+        for (hsize_t i = 0; i < n; ++i) v[i] = static_cast<std::int64_t>(10 * (i + 1));
+        H5Dwrite(ts.id, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data());
+      }
+    };
+  };
+  write_declared(path, hsize_t{1} << 40, 1, 2, 2, stamps(hsize_t{1} << 40, false));
+  expect_error_naming<FormatError>(path, "'last_timestamps' stores 0 bytes");
+  write_declared(path, 2, 1, 2, 2, stamps(hsize_t{1} << 40, false));  // fill values for the 2 frames
+  EXPECT_EQ(TensorFileReader(path).last_timestamps(), (std::vector<Timestamp>{0, 0}));
+  write_declared(path, 2, 1, 2, 2, stamps(7, true));
+  TensorFileReader r(path);
+  EXPECT_EQ(r.last_timestamps(), (std::vector<Timestamp>{10, 20}));
+  EXPECT_EQ(r.duration(), 20);
+}
+
+TEST(TensorFile, NegativeNEventsIsAFormatError) {
+  const auto path = temp_file("negative_n_events.h5");
+  write_declared(path, 1, 1, 2, 2, [](hid_t, hid_t data) {
+    put_u32(data, "delta_t", 1000);
+    put_scalar(data, "n_events", H5T_STD_I32LE, H5T_NATIVE_INT32, -5);
+  });
+  expect_error_naming<FormatError>(path, "'n_events' is negative");
 }
 
 TEST(TensorDtype, NamesRoundTrip) {
