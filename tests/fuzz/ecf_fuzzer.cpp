@@ -3,7 +3,11 @@
 // events or a FormatError, never touching memory past the output they were given; fuzz-chosen events
 // survive encode -> decode in every mode; the HDF5 filter callback keeps the same promises.
 //
-// Input: byte 0 picks the operation (decode / round trip / filter), the rest is its payload.
+// Input: byte 0 picks the operation (% 3), the rest is its payload:
+//   0 decode:     u8 capacity choice, chunk bytes
+//   1 round trip: u8 flags (bits 0-1 mode, 3 = the encoder's choice; 0x40 long runs; 0x80 invalid events),
+//                 u32 cut, u32 event count, u64 t0, per event: u8 kind, u32 x | y << 16 (+ u16/u64 step)
+//   2 filter:     u8 direction (bit 0: decode), chunk bytes or 16-byte records
 #include <hdf5.h>
 
 #include <algorithm>
@@ -159,14 +163,16 @@ std::int64_t advance(std::int64_t t, std::uint64_t step) {
 
 // Events from the input: coordinates, polarity and time steps (0, small or any 64-bit jump). With
 // `valid` false, some events may be out of ECF's range, which the encoder must refuse.
-std::vector<EventCD> make_events(FuzzInput& in, bool valid) {
+std::vector<EventCD> make_events(FuzzInput& in, bool valid, bool long_runs) {
   const std::size_t n = static_cast<std::size_t>(in.take_in(0, valid ? ecf::kMaxChunkEvents : 70000));
   std::vector<EventCD> events;
   events.reserve(std::min<std::size_t>(n, in.remaining() + 1));
   std::int64_t t = static_cast<std::int64_t>(in.take<std::uint64_t>());
   for (std::size_t i = 0; i < n; ++i) {
-    // An exhausted input repeats the last event: long runs, the encoder's 16-bit run counts.
+    // An exhausted input ends the events, or (long_runs) repeats the last one: the encoder's 16-bit run
+    // counts. Only on request: tens of thousands of events per input would slow the fuzzer down.
     if (in.remaining() == 0) {
+      if (!long_runs) break;
       if (events.empty())
         events.push_back(EventCD{0, 0, 0, t});
       else
@@ -198,10 +204,11 @@ std::vector<EventCD> make_events(FuzzInput& in, bool valid) {
 
 void fuzz_round_trip(FuzzInput& in) {
   const auto flags = in.take<std::uint8_t>();
+  const auto cut_choice = in.take<std::uint32_t>();
   const bool valid = (flags & 0x80) == 0;
   std::optional<ecf::Mode> mode;
   if ((flags & 3) != 3) mode = static_cast<ecf::Mode>(flags & 3);
-  const std::vector<EventCD> events = make_events(in, valid);
+  const std::vector<EventCD> events = make_events(in, valid, flags & 0x40);
 
   const bool storable =
       events.size() <= ecf::kMaxChunkEvents &&
@@ -229,7 +236,7 @@ void fuzz_round_trip(FuzzInput& in) {
 
   // The encoder writes nothing a decoder does not need: every cut of the chunk is refused.
   if (size > 0) {
-    const std::size_t cut = static_cast<std::size_t>(in.take_in(0, size - 1));
+    const std::size_t cut = cut_choice % size;
     bool threw = false;
     try {
       (void)decode_exact({chunk.data(), cut});

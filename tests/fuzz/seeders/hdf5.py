@@ -60,18 +60,18 @@ def _ecf_seeds(out: pathlib.Path, real_dir: Optional[pathlib.Path]) -> None:
     ev = _events(300, 6)
     ev["y"], ev["p"], ev["t"] = 7, 1, 42
     _write(d, "decode_runs", bytes([0, 0]) + eh.ecf_encode(ev, mode="masked_x"))
-    # Round trips: flags (mode, valid), event count, t0, then per event kind + x/y (+ time step).
+    # Round trips: flags (mode, valid, long runs), cut, event count, t0, then per event kind + x/y (+ step).
     for mode in range(4):
-        body = bytearray([1, mode]) + struct.pack("<IQ", 40, 1 << 40)
+        body = bytearray([1, mode]) + struct.pack("<IIQ", 1000 + mode, 40, 1 << 40)
         rng = np.random.default_rng(mode)
         for i in range(40):
             kind = int(rng.integers(0, 256)) & ~0x18 | (0x08 if i % 3 else 0x18)
             body += bytes([kind]) + struct.pack("<I", int(rng.integers(0, 1 << 32)))
             if (kind >> 3) & 3 == 3:
                 body += struct.pack("<Q", int(rng.integers(0, 1 << 63)))
-        body += struct.pack("<I", 7)
         _write(d, f"round_trip_mode{mode}", bytes(body))
-    _write(d, "round_trip_invalid", bytes([1, 0x83]) + struct.pack("<IQ", 3, 5) + bytes(range(40)))
+    _write(d, "round_trip_invalid", bytes([1, 0x83]) + struct.pack("<IIQ", 9, 3, 5) + bytes(range(40)))
+    _write(d, "round_trip_long_runs", bytes([1, 0x40]) + struct.pack("<IIQ", 5, 20000, 77) + bytes(5))
     # The filter encoding whole records (time going back: stored as the running maximum).
     recs = _events(20, 7)
     recs["t"][5] = 0
