@@ -6,7 +6,6 @@ catalogue says: the exception type and the gist of its message (naming the file)
 or the warning. Known bugs are ``xfail`` with the reason; the ones that could crash or exhaust memory run in a
 child process under an address-space limit so that pytest itself survives them.
 """
-import json
 import os
 import struct
 import subprocess
@@ -160,8 +159,8 @@ EVT3_TH, EVT3_ADDR_Y, EVT3_ADDR_X, EVT3_RESERVED = 0x8000, 0x0000, 0x2000, 0xC00
 
 # (encoding, stream, offending byte, counter): a reserved word type in the middle of a clean stream.
 RESERVED_WORDS = [
-    ("evt2", _evt2(EVT2_TH | 5, EVT2_CD_ON | 3 << 22 | 10 << 11 | 20, EVT2_RESERVED, EVT2_CD_ON | 4 << 22 | 11 << 11 | 20),
-     8, "unknown_words"),
+    ("evt2", _evt2(EVT2_TH | 5, EVT2_CD_ON | 3 << 22 | 10 << 11 | 20, EVT2_RESERVED,
+                   EVT2_CD_ON | 4 << 22 | 11 << 11 | 20), 8, "unknown_words"),
     ("evt21", _evt21(EVT21_TH | 5 << 32, EVT21_POS | 3 << 54 | 10 << 43 | 20 << 32 | 1, EVT21_RESERVED,
                      EVT21_POS | 4 << 54 | 11 << 43 | 20 << 32 | 1), 16, "unknown_words"),
     ("evt3", _evt3(EVT3_TH | 1, EVT3_ADDR_Y | 20, EVT3_ADDR_X | 10, EVT3_RESERVED, EVT3_ADDR_X | 11), 6,
@@ -181,7 +180,8 @@ def test_reserved_word_types_are_counted_or_raised_at_their_byte(encoding, strea
 
 @pytest.mark.parametrize("encoding,stream,offset", [
     ("evt2", _evt2(EVT2_CD_ON | 10 << 11 | 20, EVT2_TH | 5, EVT2_CD_ON | 10 << 11 | 20), 0),
-    ("evt21", _evt21(EVT21_POS | 10 << 43 | 20 << 32 | 1, EVT21_TH | 5 << 32, EVT21_POS | 10 << 43 | 20 << 32 | 1), 0),
+    ("evt21", _evt21(EVT21_POS | 10 << 43 | 20 << 32 | 1, EVT21_TH | 5 << 32,
+                     EVT21_POS | 10 << 43 | 20 << 32 | 1), 0),
     ("evt3", _evt3(EVT3_ADDR_Y | 20, EVT3_ADDR_X | 10, EVT3_TH | 1, EVT3_ADDR_Y | 20, EVT3_ADDR_X | 10), 2),
 ])
 def test_events_before_the_first_time_high_are_dropped_and_counted(encoding, stream, offset):
@@ -214,9 +214,10 @@ def test_evt21_vector_past_the_width_is_checked_per_pixel():
 
 
 def test_streams_cut_mid_word_count_the_partial_word():
-    for encoding, stream, cut, word in [("evt3", _evt3(EVT3_TH | 1, EVT3_ADDR_Y | 2, EVT3_ADDR_X | 3), 1, 2),
-                                        ("evt21", _evt21(EVT21_TH | 5 << 32, EVT21_POS | 10 << 43 | 2 << 32 | 1), 5, 8),
-                                        ("evt2", _evt2(EVT2_TH | 5, EVT2_CD_ON | 10 << 11 | 2), 2, 4)]:
+    cases = [("evt3", _evt3(EVT3_TH | 1, EVT3_ADDR_Y | 2, EVT3_ADDR_X | 3), 1, 2),
+             ("evt21", _evt21(EVT21_TH | 5 << 32, EVT21_POS | 10 << 43 | 2 << 32 | 1), 5, 8),
+             ("evt2", _evt2(EVT2_TH | 5, EVT2_CD_ON | 10 << 11 | 2), 2, 4)]
+    for encoding, stream, cut, word in cases:
         decoder = evloader.Decoder(encoding, 640, 480)
         cd, _ = decoder.decode(stream[:len(stream) - cut])
         decoder.finish()
@@ -289,7 +290,8 @@ def test_npy_header_lying_about_its_size_or_nesting(tmp_path):
                                             "'shape': (1000000000000,), }", bytes(40))
     with pytest.raises(evloader.FormatError, match=r"huge_bbox\.npy.*data section holds 40 bytes"):
         evloader.read_boxes(huge)  # refused before any allocation
-    negative = _npy(tmp_path / "neg_bbox.npy", f"{{'descr': {BBOX_DESCR}, 'fortran_order': False, 'shape': (-5,), }}")
+    negative = _npy(tmp_path / "neg_bbox.npy",
+                    f"{{'descr': {BBOX_DESCR}, 'fortran_order': False, 'shape': (-5,), }}")
     with pytest.raises(evloader.FormatError, match=r"neg_bbox\.npy.*non-negative"):
         evloader.read_boxes(negative)
     deep = _npy(tmp_path / "deep_bbox.npy", "{'descr': " + "[" * 5000 + "]" * 5000 +
@@ -387,7 +389,8 @@ def test_tensor_writer_and_area_resize_refuse_bad_arguments(tmp_path):
                             ({"kwargs": {"a": [1, 2]}}, "only bool, int, float or str")]:
         args = {"shape": (2, 48, 64), "delta_t": 1000, **kwargs}
         with pytest.raises(evloader.ConfigError, match=pattern):
-            TensorFileWriter(tmp_path / "w.h5", "histo", args.pop("shape"), args.pop("delta_t"), (480, 640), **args)
+            TensorFileWriter(tmp_path / "w.h5", "histo", args.pop("shape"), args.pop("delta_t"), (480, 640),
+                             **args)
     with TensorFileWriter(tmp_path / "u8.h5", "histo", (2, 48, 64), 1000, (480, 640), dtype=np.uint8) as w:
         with pytest.raises(evloader.ConfigError, match="cannot be stored as uint8"):
             w.write(np.zeros((1, 2, 48, 64), np.float32))
@@ -481,8 +484,9 @@ def test_sidecar_empty_truncated_random_or_of_another_recording_is_ignored(tmp_p
                     height=480)
     evloader.open_reader(other).build_index()
     rng = np.random.default_rng(0)
-    for content in (b"", good[:len(good) // 2], good[:32], rng.integers(0, 256, len(good), dtype=np.uint8).tobytes(),
-                    good[:8] + b"\xff" * (len(good) - 8), open(other + ".evlidx", "rb").read()):
+    noise = rng.integers(0, 256, len(good), dtype=np.uint8).tobytes()
+    for content in (b"", good[:len(good) // 2], good[:32], noise, good[:8] + b"\xff" * (len(good) - 8),
+                    open(other + ".evlidx", "rb").read()):
         with open(sidecar, "wb") as f:
             f.write(content)
         _check_reads(path, events)
@@ -597,8 +601,10 @@ def test_label_map_not_utf8_names_the_file(tmp_path):
 def test_reader_options_are_checked(tmp_path):
     path, _ = _raw(tmp_path / "rec.raw")
     for kwargs, pattern in [({"time_origin": "x"}, "time_origin"), ({"on_violation": "x"}, "on_violation"),
-                            ({"index": "x"}, "index must be one of"), ({"width": 10}, "give both width and height"),
-                            ({"width": -1, "height": 5}, "must be positive"), ({"encoding": "evt5"}, "unknown RAW encoding"),
+                            ({"index": "x"}, "index must be one of"),
+                            ({"width": 10}, "give both width and height"),
+                            ({"width": -1, "height": 5}, "must be positive"),
+                            ({"encoding": "evt5"}, "unknown RAW encoding"),
                             ({"evt21_order": "big"}, "evt21_order")]:
         with pytest.raises(evloader.ConfigError, match=pattern):
             evloader.open_reader(path, **kwargs)
@@ -652,7 +658,8 @@ def test_reader_calls_out_of_range(tmp_path):
 def test_unknown_preprocessing_name_lists_the_known_ones():
     from evloader import preprocessing as pp
 
-    for call in (lambda: pp.get_preprocess_dict("histogram"), lambda: pp.CDProcessor(4, 4, preprocessing="histogram")):
+    for call in (lambda: pp.get_preprocess_dict("histogram"),
+                 lambda: pp.CDProcessor(4, 4, preprocessing="histogram")):
         with pytest.raises(evloader.ConfigError, match=r"histogram does not exist.*histo, "):
             call()
 
