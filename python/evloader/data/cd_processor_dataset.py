@@ -33,7 +33,7 @@ import numpy as np
 
 from .. import _core
 from .scheduler import FileMetadata, is_precomputed
-from .sequential_dataset import _mask_bytes, _transform_sequence, load_labels_stub
+from .sequential_dataset import _file_sizes, _mask_bytes, _shrunk, _transform_sequence, load_labels_stub
 
 MODES = ("delta_t", "n_events", "mixed")
 PADDING_MODES = ("zeros", "data")
@@ -189,6 +189,8 @@ class CDProcessorDataLoader:
         if not preprocessing.is_native_preprocessing(preprocess_function_name):
             self._python_kernel = _python_kernel(entry, self.preprocess_kwargs)
 
+        self._sizes = _file_sizes(files)  # before planning: a file cut afterwards is caught (see _check_files)
+        self._shrunk_warned = set()
         plans = self._plan(files)
         if not plans:
             raise ValueError("CDProcessorDataLoader: no readable recording in the list")
@@ -373,6 +375,7 @@ class CDProcessorDataLoader:
         # reading (nor stop the new one when it is closed).
         self._generation += 1
         generation = self._generation
+        self._shrunk_warned = set()  # one warning per recording and epoch, as for the recordings skipped in C++
         engine.start(0)
         try:
             while True:
@@ -383,11 +386,26 @@ class CDProcessorDataLoader:
                     warnings.warn(message, RuntimeWarning, stacklevel=2)
                 if produced is None:
                     break
+                self._check_files(produced[4])
                 yield self._assemble(torch, *produced)
             self.epoch += 1
         finally:
             if generation == self._generation:
                 engine.stop()
+
+    def _check_files(self, items) -> None:
+        """A recording truncated under the loader reads as empty bins from its new end on (the readers take a
+        short file for the end of the data): raise naming it, or with on_error='skip' warn once and go on."""
+        paths = dict.fromkeys(self.dataset.stream_list[it[2]] for it in items if not it[0])
+        for path in paths:
+            message = _shrunk(path, self._sizes)
+            if message is None:
+                continue
+            if self.on_error == "raise":
+                raise _core.IoError(message + "; its remaining tensors would come out empty")
+            if path not in self._shrunk_warned:
+                self._shrunk_warned.add(path)
+                warnings.warn(f"{message}; the rest of it comes out as empty tensors", RuntimeWarning, stacklevel=3)
 
     def _assemble(self, torch, inputs, index, mask, labels, items):
         n, num_tbins = self.batch_size, self.num_tbins

@@ -137,8 +137,9 @@ class SequentialDataLoader:
                 if produced is None:
                     break
                 inputs, index, mask, labels = produced
+                batch = self._assemble(torch, inputs, index, mask, labels, n_slots, num_tbins)
                 self._next_batch = index + 1
-                yield self._assemble(torch, inputs, index, mask, labels, n_slots, num_tbins)
+                yield batch
             self.epoch += 1
             self._next_batch = 0
         finally:
@@ -146,6 +147,8 @@ class SequentialDataLoader:
 
     def _assemble(self, torch, inputs, index, mask, labels, n_slots, num_tbins):
         items = [self.dataset.scheduler.item(index, s) for s in range(n_slots)]
+        # A recording truncated under the loader reads as empty bins: say so rather than train on them.
+        self.dataset.check_unchanged(dict.fromkeys(it[0].path for it in items if not it[0].is_padding()))
         keep = torch.tensor([1.0 if it[3] else 0.0 for it in items], dtype=torch.float32).view(n_slots, 1, 1, 1)
         frame_is_labeled = torch.from_numpy(np.frombuffer(mask, dtype=np.uint8).astype(bool).reshape(num_tbins, n_slots))
         if all(label is None for label in labels):  # load_labels_stub: nothing ran per item

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Callable, List, Optional, Sequence
+import weakref
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from .. import _core
 from .scheduler import FileMetadata, Scheduler, get_original_size_file, is_precomputed
+
 
 def load_labels_stub(metadata, start_time, duration, tensor):
     """The template of a label function: one empty label per time bin, no bin labelled."""
@@ -34,6 +36,63 @@ def _mask_bytes(mask, num_tbins: int, where: str) -> bytes:
     return mask.astype(np.uint8).tobytes()
 
 
+def _file_sizes(paths) -> Dict[str, int]:
+    """The size of each file now (missing ones left out): what the loader planned its batches with."""
+    sizes = {}
+    for path in paths:
+        try:
+            sizes[path] = os.stat(path).st_size
+        except OSError:
+            pass
+    return sizes
+
+
+def _shrunk(path: str, sizes: Dict[str, int]) -> Optional[str]:
+    """Why ``path`` can no longer deliver what was planned, or None. A recording truncated (or being rewritten)
+    while the loader uses it would otherwise read as empty time bins from its new end on, without a word: the
+    readers take a short file for the end of the data. A deleted file is not reported here: readers that have
+    it open still read it whole, and opening it again raises an IoError naming it."""
+    planned = sizes.get(path)
+    if planned is None:
+        return None
+    try:
+        now = os.stat(path).st_size
+    except OSError:
+        return None
+    if now >= planned:
+        return None
+    return (f"{path}: the recording shrank from {planned} to {now} bytes since the loader planned its batches "
+            "(truncated or being rewritten)")
+
+
+def _weak_hook(owner, what: str):
+    """``owner._label_hook`` without a strong reference to ``owner``: the C++ engine holds the hook, and a cycle
+    through C++ (engine -> hook -> owner -> user's load_labels -> an object holding the loader -> engine) is
+    invisible to the garbage collector, so the loader, its engine and its buffers would never be freed."""
+    ref = weakref.ref(owner)
+
+    def hook(item, tensor):
+        target = ref()
+        if target is None:
+            raise RuntimeError(f"the {what} was deleted during an iteration")
+        return target._label_hook(item, tensor)
+
+    return hook
+
+
+def _python_kernel(fn, kwargs: dict, downsampling_factor: int):
+    """A registered Python preprocessing, called by the C++ workers with (events, frames, duration). It holds
+    no reference to the dataset (see _weak_hook)."""
+
+    def run_python_kernel(raw_events, out, duration):
+        from .._dtypes import EventCD, view_records
+
+        fn(view_records(raw_events, EventCD), out, duration, downsampling_factor=downsampling_factor, reset=False,
+           **kwargs)
+
+    return run_python_kernel
+
+
 class SequentialDataset:
     """The schedule, the preprocessing and the label function of a SequentialDataLoader."""
 
@@ -48,6 +107,7 @@ class SequentialDataset:
         for f in files:
             if not os.path.isfile(f):
                 raise FileNotFoundError(f"{f}: no such recording")
+        self._sizes = _file_sizes(files)
         if len(array_dim) != 4:
             raise ValueError(f"array_dim must be [num_tbins, channels, height, width], got {array_dim}")
         self.array_dim = [int(v) for v in array_dim]
@@ -66,8 +126,9 @@ class SequentialDataset:
         self.preprocess_kwargs = dict(preprocess_kwargs or {})
         self.preprocess_kwargs.pop("preprocess_dtype", None)  # the loader always delivers float32
         self._python_kernel = None
+        python_kernel = None
         if not all(self.precomputed):
-            self._prepare_kernel(preprocess_function_name, channels)
+            python_kernel = self._prepare_kernel(preprocess_function_name, channels)
 
         # Sensor size and the downsampling factor (a power of two, the same in both directions).
         self.original_size = get_original_size_file(files[0])
@@ -80,6 +141,8 @@ class SequentialDataset:
                 raise ValueError(f"{files[0]}: array_dim {height}x{width} is not the sensor size "
                                  f"{orig_h}x{orig_w} divided by a power of two")
             self.downsampling_factor = int(ds)
+        if python_kernel is not None:
+            self._python_kernel = _python_kernel(*python_kernel, self.downsampling_factor)
 
         for path, precomputed in zip(files, self.precomputed):
             if precomputed:  # fail now, naming the file, rather than at the first batch
@@ -96,24 +159,16 @@ class SequentialDataset:
         self._path_index = {f: i for i, f in enumerate(files)}
 
     def _prepare_kernel(self, name: str, channels: int):
+        """Checks the preprocessing; (function, kwargs) of a Python one, None for a C++ one."""
         from .. import preprocessing
 
         entry = preprocessing.get_preprocess_dict(name)  # ValueError for unknown names
         if entry["cin"] != channels and name not in ("event_cube", "multi_channel_timesurface"):
             raise ValueError(f"preprocessing {name!r} has {entry['cin']} channels, array_dim asks for {channels}")
-        if not preprocessing.is_native_preprocessing(name):
-            fn = entry["events_to_tensor"]
-            kwargs = {k: v for k, v in {**entry["kwargs"], **self.preprocess_kwargs}.items()
-                      if k != "preprocess_dtype"}
-            ds_holder = self
-
-            def run_python_kernel(raw_events, out, duration):
-                from .._dtypes import EventCD, view_records
-
-                fn(view_records(raw_events, EventCD), out, duration,
-                   downsampling_factor=ds_holder.downsampling_factor, reset=False, **kwargs)
-
-            self._python_kernel = run_python_kernel
+        if preprocessing.is_native_preprocessing(name):
+            return None
+        kwargs = {k: v for k, v in {**entry["kwargs"], **self.preprocess_kwargs}.items() if k != "preprocess_dtype"}
+        return entry["events_to_tensor"], kwargs
 
     # --- metavision_ml's dataset API -------------------------------------------------------------
     def __len__(self) -> int:
@@ -141,6 +196,13 @@ class SequentialDataset:
     # --- engine ---------------------------------------------------------------------------------
     def _needs_label_hook(self) -> bool:
         return self.load_labels is not load_labels_stub or self.transforms is not None
+
+    def check_unchanged(self, paths) -> None:
+        """IoError naming the first of ``paths`` that shrank since the schedule was planned."""
+        for path in paths:
+            message = _shrunk(path, self._sizes)
+            if message is not None:
+                raise _core.IoError(message + "; its remaining time bins would come out empty")
 
     def _label_hook(self, item, tensor):
         """Runs on a worker thread with the GIL: transforms, then the user's load_labels, for one item."""
@@ -171,7 +233,7 @@ class SequentialDataset:
             (num_tbins, self.batch_size, channels, height, width), self.preprocess_function_name,
             self.preprocess_kwargs if self._python_kernel is None else {}, self._python_kernel,
             self.downsampling_factor, self.delta_t, origin,
-            self._label_hook if self._needs_label_hook() else None, num_workers, prefetch)
+            _weak_hook(self, "SequentialDataset") if self._needs_label_hook() else None, num_workers, prefetch)
 
 
 def _transform_sequence(sequence, metadata, transforms, base_seed=0):
