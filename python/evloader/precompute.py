@@ -403,8 +403,16 @@ def _copy_label_maps(root: str, recordings: Iterable[str], output_dir: str) -> L
         if os.path.isfile(src):
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             temp = dst + f".tmp-{os.getpid()}"
-            shutil.copyfile(src, temp)
-            os.replace(temp, os.path.normpath(dst))
+            try:
+                shutil.copyfile(src, temp)
+                os.replace(temp, os.path.normpath(dst))
+            except OSError as error:  # e.g. a full disk: no half-written copy left behind
+                try:
+                    os.remove(temp)
+                except OSError:
+                    pass
+                raise _core.IoError(f"{os.path.normpath(dst)}: cannot copy the label map "
+                                    f"({error.strerror or error})") from error
             copied.append(os.path.normpath(dst))
     return copied
 

@@ -4,6 +4,7 @@ dataset folder, a full disk during ``evloader precompute``, Ctrl-C in the middle
 clear error naming the file (or a warning with on_error='skip'), never in a crash, a hang or silently empty
 tensors, and the loader can be iterated again and closed afterwards."""
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -233,17 +234,21 @@ def test_read_only_dataset_folder_indexes_into_the_user_cache(kind, pristine, tm
 FSIZE_LIMIT = 64 << 10  # bytes per file; every tensor file here is larger
 
 
-def _limit_file_size():  # runs in the child between fork and exec
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit then fail with EFBIG
-    import resource
-
-    resource.setrlimit(resource.RLIMIT_FSIZE, (FSIZE_LIMIT, FSIZE_LIMIT))
+LABEL_MAP = '{"0": "pedestrian", "1": "car"}'
 
 
 @pytest.fixture(scope="module")
 def precompute_input(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("precompute_in") / "train"
+    """A train/ folder of three recordings with their box labels, and the dataset's label map."""
+    root = tmp_path_factory.mktemp("precompute_in")
+    folder = root / "train"
     paths = write_recordings(folder, count=3, n=200_000, kinds=("evt3", "dat", "evt2"))
+    for path in paths:
+        boxes = np.zeros(20, dtype=evloader.EventBbox)
+        boxes["t"] = evloader.open_reader(path).load_n_events(1)["t"][0] + 50_000 * np.arange(20)
+        boxes["w"] = boxes["h"] = 8
+        evloader.write_boxes(path.replace("_td.dat", "_bbox.npy").replace(".raw", "_bbox.npy"), boxes)
+    (root / "label_map_dictionary.json").write_text(LABEL_MAP)
     return folder, paths
 
 
@@ -256,8 +261,12 @@ def all_files(folder):
     return sorted(os.path.relpath(os.path.join(d, f), folder) for d, _, fs in os.walk(folder) for f in fs)
 
 
-def run_precompute_on_a_full_disk(folder, out):
-    return subprocess.run(precompute_cmd(folder, out), preexec_fn=_limit_file_size, capture_output=True,
+def run_precompute_on_a_full_disk(folder, out, limit=FSIZE_LIMIT):
+    def limit_file_size():  # runs in the child between fork and exec
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit then fail with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return subprocess.run(precompute_cmd(folder, out), preexec_fn=limit_file_size, capture_output=True,
                           text=True, timeout=120)
 
 
@@ -268,16 +277,26 @@ def test_full_disk_during_precompute_leaves_no_partial_output(precompute_input, 
     assert proc.returncode != 0, proc.stdout + proc.stderr
     for p in paths:  # every recording failed, and says why
         assert any(p in line and "File too large" in line for line in proc.stderr.splitlines()), proc.stderr
-    left = all_files(out)
-    assert [f for f in left if os.path.basename(f).startswith(".") or ".tmp" in f] == [], left
-    assert [f for f in left if f.endswith((".h5", ".npy"))] == [], left  # no output at all: none was complete
+    # No temporary, no tensor file nor its labels (none was complete); the small label map was copied whole.
+    assert all_files(out) == ["label_map_dictionary.json"]
+    assert (out / "label_map_dictionary.json").read_text() == LABEL_MAP
 
     done = subprocess.run(precompute_cmd(folder, out), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    outputs = [f for f in all_files(out) if f.endswith(".h5")]
-    assert len(outputs) == len(paths)
-    for f in outputs:
-        assert len(TensorFileReader(out / f)) > 0
+    names = [os.path.basename(p).replace("_td.dat", "").replace(".raw", "") for p in paths]
+    assert all_files(out) == sorted([f"{n}.h5" for n in names] + [f"{n}_bbox.npy" for n in names] +
+                                    ["label_map_dictionary.json"])
+    for n in names:
+        assert len(TensorFileReader(out / f"{n}.h5")) > 0
+
+
+def test_full_disk_at_the_label_map_leaves_nothing(precompute_input, tmp_path):
+    folder, _ = precompute_input
+    out = tmp_path / "out"
+    proc = run_precompute_on_a_full_disk(folder, out, limit=16)  # not even the label map fits
+    assert proc.returncode == 1, proc.stderr
+    assert "label_map_dictionary.json: cannot copy the label map (File too large)" in proc.stderr, proc.stderr
+    assert all_files(out) == []
 
 
 @pytest.mark.xfail(reason="C++ (TensorFileWriter::close): an H5Fclose that failed leaves a file id that makes "
