@@ -208,6 +208,28 @@ def test_deleted_recordings_with_skip_warn_and_the_epoch_ends(pristine, tmp_path
     loader.close()
 
 
+# --- an iterator left behind ------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["sequential", "cd_processor"])
+def test_an_abandoned_iterator_neither_takes_batches_nor_stops_the_next_epoch(kind, pristine):
+    """``first = next(iter(loader))`` kept around, then a training loop: the old iterator must not steal a
+    batch of the new epoch, and when it is collected its clean-up must not end the new epoch half-way."""
+    loader = make_loader(kind, pristine)
+    reference = epoch_events(loader)
+    peeks = [iter(loader) for _ in range(2)]
+    for peek in peeks:
+        next(peek)
+    counts = []
+    for i, batch in enumerate(loader):
+        counts.append(round(float(batch["inputs"].numpy().sum(dtype=np.float64)) * 1e9))
+        if i == 3:
+            with pytest.raises(RuntimeError, match="another iteration"):
+                next(peeks[0])
+        if i == 5:
+            del peeks[1]  # a suspended generator collected in the middle of the epoch
+    assert counts == reference
+    loader.close()
+
+
 # --- a read-only dataset folder -----------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["sequential", "cd_processor"])
 def test_read_only_dataset_folder_indexes_into_the_user_cache(kind, pristine, tmp_path, monkeypatch):

@@ -33,7 +33,8 @@ import numpy as np
 
 from .. import _core
 from .scheduler import FileMetadata, is_precomputed
-from .sequential_dataset import _file_sizes, _mask_bytes, _shrunk, _transform_sequence, load_labels_stub
+from .sequential_dataset import (_check_generation, _file_sizes, _mask_bytes, _shrunk, _transform_sequence,
+                                 load_labels_stub)
 
 MODES = ("delta_t", "n_events", "mixed")
 PADDING_MODES = ("zeros", "data")
@@ -379,9 +380,10 @@ class CDProcessorDataLoader:
         engine.start(0)
         try:
             while True:
+                # Checked before asking the engine too: a stale iterator must not take a batch of the new one.
+                _check_generation(self, generation)
                 produced = engine.next()
-                if generation != self._generation:
-                    raise RuntimeError("another iteration of this CDProcessorDataLoader started; this one is over")
+                _check_generation(self, generation)
                 for message in engine.take_warnings():
                     warnings.warn(message, RuntimeWarning, stacklevel=2)
                 if produced is None:

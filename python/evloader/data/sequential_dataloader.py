@@ -7,7 +7,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from .sequential_dataset import SequentialDataset, load_labels_stub
+from .sequential_dataset import SequentialDataset, _check_generation, load_labels_stub
 
 
 def _distributed_defaults(rank, world_size):
@@ -63,6 +63,7 @@ class SequentialDataLoader:
         self._resume_batch = 0
         self._next_batch = 0
         self.epoch = 0
+        self._generation = 0
         self._registered = set()
 
     # --- metavision_ml's API ----------------------------------------------------------------------
@@ -129,11 +130,17 @@ class SequentialDataLoader:
         engine = self._engine_for_schedule()
         first, self._resume_batch = self._resume_batch, 0
         n_slots, num_tbins = self.dataset.batch_size, self.dataset.num_tbins
+        # One engine per loader: a new iteration restarts it. An older iterator still open must neither take
+        # the new one's batches nor, when it is closed or collected, stop the new one's epoch half-way.
+        self._generation += 1
+        generation = self._generation
         engine.start(first)
         self._next_batch = first
         try:
             while True:
+                _check_generation(self, generation)
                 produced = engine.next()
+                _check_generation(self, generation)
                 if produced is None:
                     break
                 inputs, index, mask, labels = produced
@@ -143,7 +150,8 @@ class SequentialDataLoader:
             self.epoch += 1
             self._next_batch = 0
         finally:
-            engine.stop()
+            if generation == self._generation:
+                engine.stop()
 
     def _assemble(self, torch, inputs, index, mask, labels, n_slots, num_tbins):
         items = [self.dataset.scheduler.item(index, s) for s in range(n_slots)]

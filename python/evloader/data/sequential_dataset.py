@@ -65,6 +65,12 @@ def _shrunk(path: str, sizes: Dict[str, int]) -> Optional[str]:
             "(truncated or being rewritten)")
 
 
+def _check_generation(loader, generation: int) -> None:
+    """A loader's iterator whose iteration is no longer the latest one stops (see the loaders' __iter__)."""
+    if generation != loader._generation:
+        raise RuntimeError(f"another iteration of this {type(loader).__name__} started; this one is over")
+
+
 def _weak_hook(owner, what: str):
     """``owner._label_hook`` without a strong reference to ``owner``: the C++ engine holds the hook, and a cycle
     through C++ (engine -> hook -> owner -> user's load_labels -> an object holding the loader -> engine) is
