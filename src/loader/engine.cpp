@@ -47,6 +47,9 @@ Engine::Engine(std::shared_ptr<const Schedule> schedule, const BatchShape& shape
   if (shape_.batch_size != schedule_->batch_size() && schedule_->num_batches() > 0)
     throw ConfigError("the batch shape and the schedule disagree on the batch size");
   pool_ = std::make_shared<BufferPool>(shape_.elements());
+  // Not started: next() returns nullptr until start() (it would otherwise wait for workers that do not
+  // exist).
+  stopping_ = true;
 }
 
 Engine::~Engine() { stop(); }
@@ -55,15 +58,23 @@ void Engine::start(std::size_t first) {
   stop();
   {
     std::lock_guard lock(mutex_);
-    stopping_ = false;
     next_batch_ = first;
     next_slot_ = 0;
     consumed_ = first;
     slot_next_.assign(static_cast<std::size_t>(shape_.batch_size), first);
-    in_flight_.clear();
   }
+  // Stays stopped when the filler or a thread cannot start: next() then ends the epoch instead of waiting.
   filler_->begin_epoch();
-  for (int i = 0; i < options_.num_workers; ++i) workers_.emplace_back([this] { worker_loop(); });
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = false;
+  }
+  try {
+    for (int i = 0; i < options_.num_workers; ++i) workers_.emplace_back([this] { worker_loop(); });
+  } catch (...) {
+    stop();
+    throw;
+  }
 }
 
 void Engine::stop() noexcept {
@@ -76,17 +87,29 @@ void Engine::stop() noexcept {
   wake_consumer_.notify_all();
   for (auto& w : workers_) w.join();
   workers_.clear();
-  std::lock_guard lock(mutex_);
-  in_flight_.clear();
+  std::map<std::size_t, InFlight> dropped;
+  {
+    std::lock_guard lock(mutex_);
+    dropped.swap(in_flight_);
+  }
+  // Destroyed outside the lock: the labels of a dropped batch may be Python objects whose release takes the
+  // GIL, which must never be waited for while holding the engine's mutex.
 }
 
 Engine::InFlight& Engine::in_flight(std::size_t b) {
   auto it = in_flight_.find(b);
   if (it != in_flight_.end()) return it->second;
   InFlight& f = in_flight_[b];
-  f.batch = std::make_shared<Batch>(b, shape_, pool_);
-  f.batch->items = schedule_->batch(b);
   f.pending = shape_.batch_size;
+  try {
+    f.batch = std::make_shared<Batch>(b, shape_, pool_);
+    f.batch->items = schedule_->batch(b);
+  } catch (...) {
+    // Typically std::bad_alloc for a huge batch: delivered by next() at this batch like a filler's error
+    // (thrown on a worker thread it would terminate the process).
+    f.batch.reset();
+    f.error = std::current_exception();
+  }
   return f;
 }
 
@@ -113,10 +136,12 @@ void Engine::worker_loop() {
     if (stopping_) return;
     lock.unlock();
     std::exception_ptr error;
-    try {
-      filler_->fill(batch->items[static_cast<std::size_t>(slot)], slot, *batch);
-    } catch (...) {
-      error = std::current_exception();
+    if (batch) {  // null when the batch could not be made: its error is already recorded
+      try {
+        filler_->fill(batch->items[static_cast<std::size_t>(slot)], slot, *batch);
+      } catch (...) {
+        error = std::current_exception();
+      }
     }
     lock.lock();
     slot_next_[static_cast<std::size_t>(slot)] = b + 1;
@@ -133,6 +158,7 @@ void Engine::produce_synchronously(std::size_t b) {
   {
     std::lock_guard lock(mutex_);
     f = &in_flight(b);
+    if (f->error) std::rethrow_exception(f->error);
   }
   for (int slot = 0; slot < shape_.batch_size; ++slot) {
     filler_->fill(f->batch->items[static_cast<std::size_t>(slot)], slot, *f->batch);
@@ -144,15 +170,16 @@ void Engine::produce_synchronously(std::size_t b) {
 std::shared_ptr<Batch> Engine::next() {
   const std::size_t total = schedule_->num_batches();
   std::unique_lock lock(mutex_);
-  if (consumed_ >= total) return nullptr;
+  // Stopped (by stop(), an error, or never started): the epoch is over until start(), with or without
+  // workers.
+  if (consumed_ >= total || stopping_) return nullptr;
   if (options_.num_workers == 0) {
     const std::size_t b = consumed_;
     lock.unlock();
     try {
       produce_synchronously(b);
     } catch (...) {
-      std::lock_guard relock(mutex_);
-      in_flight_.erase(b);
+      stop();  // as with workers: the epoch ends at the failing batch
       throw;
     }
     lock.lock();

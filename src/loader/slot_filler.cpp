@@ -26,13 +26,21 @@ void SlotFiller::fill(const ScheduleItem& item, int slot, Batch& batch) {
     }
   } else {
     Stream& stream = streams_[static_cast<std::size_t>(slot)];
-    if (stream.recording != item.recording || !stream.source) {
-      stream.source.reset();  // close the previous recording before opening the next
-      stream.source = open_source_(item.recording);
-      stream.recording = item.recording;
-      opens_++;
+    try {
+      if (stream.recording != item.recording || !stream.source) {
+        stream.source.reset();  // close the previous recording before opening the next
+        stream.recording = item.recording;
+        stream.source = open_source_(item.recording);
+        opens_++;
+      }
+      stream.source->read(item.start, item.duration, first, t_stride);
+    } catch (...) {
+      // A source that threw may have stopped anywhere in its recording: the next item reopens it rather than
+      // trusting its position (the engine delivers this error at this batch and may be started again).
+      stream.source.reset();
+      stream.recording = -1;
+      throw;
     }
-    stream.source->read(item.start, item.duration, first, t_stride);
   }
   if (labels_) labels_(item, slot, batch);
 }
