@@ -410,6 +410,7 @@ def test_sigint_during_precompute_leaves_no_partial_file(precompute_input, tmp_p
         while time.monotonic() < deadline:  # until the first temporary output appears
             if out.exists() and any(".tmp-" in f for f in all_files(out)):
                 break
+            assert proc.poll() is None, "precompute ended before it could be interrupted"
             time.sleep(0.02)
         os.kill(proc.pid, signal.SIGINT)
         sent = time.monotonic()
