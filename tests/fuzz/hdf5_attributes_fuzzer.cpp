@@ -22,6 +22,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -41,6 +42,33 @@
 #include "evloader/preprocess/tensor_file.hpp"
 #include "fuzz_support.hpp"
 #include "preprocess/tensor_file/hdf5_lock.hpp"
+
+// The largest single allocation while one input runs, seen through the sanitizer allocator's hooks
+// (ASan builds, g++ and clang; declared weak, so other builds skip the check): a hostile header must not
+// make the reader allocate in proportion to what it claims rather than to what the file holds.
+extern "C" int __sanitizer_install_malloc_and_free_hooks(void (*)(const volatile void*, std::size_t),
+                                                         void (*)(const volatile void*))
+    __attribute__((weak));
+
+namespace {
+
+std::atomic<std::size_t> largest_allocation{0};
+
+void on_malloc(const volatile void*, std::size_t size) {
+  std::size_t seen = largest_allocation.load(std::memory_order_relaxed);
+  while (size > seen && !largest_allocation.compare_exchange_weak(seen, size, std::memory_order_relaxed)) {
+  }
+}
+void on_free(const volatile void*) {}
+
+// True when the hooks are installed (once per process).
+bool allocation_hooks() {
+  static const bool installed = __sanitizer_install_malloc_and_free_hooks != nullptr &&
+                                __sanitizer_install_malloc_and_free_hooks(&on_malloc, &on_free) != 0;
+  return installed;
+}
+
+}  // namespace
 
 namespace {
 
@@ -351,6 +379,12 @@ void add_dataset(hid_t file, Recipe& r, FuzzInput& in) {
     long double chunk_bytes = static_cast<long double>(elem);
     for (hsize_t c : chunk) chunk_bytes *= static_cast<long double>(c);
     if (chunk_bytes > kMaxAllocatedBytes) return;
+    // Fixed extents get a chunk index sized for every chunk up front (the fixed array of the latest
+    // format): a few KiB of recipe must not build a file of gigabytes. Unlimited ones index lazily.
+    long double chunks = 1;
+    for (std::size_t k = 0; k < dims.size(); ++k)
+      chunks *= std::ceil(static_cast<long double>(dims[k]) / static_cast<long double>(chunk[k]));
+    if (!unlimited && chunks > (1 << 16)) return;
     if (H5Pset_chunk(dcpl.id, rank, chunk.data()) < 0) return;
     if (filters & 2) H5Pset_shuffle(dcpl.id);
     if (filters & 1) H5Pset_deflate(dcpl.id, 1);
@@ -645,6 +679,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data_in, std::size_t s
   FuzzInput in(data_in, size);
   const auto peek = size ? data_in[0] : 0;
   const std::filesystem::path path = scratch_path(peek & 1);
+  largest_allocation = 0;
   std::optional<Recipe> recipe = build(in, path);
   if (!recipe) return 0;
   FuzzInput params(recipe->read_params.data(), recipe->read_params.size());
@@ -653,6 +688,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data_in, std::size_t s
   } else {
     check_tensor_file(path, *recipe, params);
   }
+  // Recipes build files of a few MiB at most and the readers must not allocate for extents the file does
+  // not store (1 MiB of records beyond the stored bytes' worth at most): 64 MiB is far above both.
+  if (allocation_hooks()) FUZZ_CHECK(largest_allocation <= (std::size_t{64} << 20));
   std::error_code ec;
   std::filesystem::remove(path, ec);
   return 0;

@@ -4,6 +4,7 @@
 // stream) are decoded; other streams (frames, IMU) are skipped without decompressing them.
 #include <lz4frame.h>
 #include <zstd.h>
+#include <zstd_errors.h>
 
 #include <algorithm>
 #include <array>
@@ -30,6 +31,8 @@ constexpr std::size_t kBlockEvents = 64 * 1024;
 constexpr std::uint64_t kBlockBytes = 1 << 20;
 // A packet decompressing to more than this is corrupt (DV writes packets of a few MiB at most).
 constexpr std::size_t kMaxPacketBytes = std::size_t{1} << 30;
+// Zstd's largest block (format spec: Block_Maximum_Size).
+constexpr std::size_t kZstdMaxBlockBytes = std::size_t{128} << 10;
 
 enum class Compression : std::int32_t { none = 0, lz4 = 1, lz4_high = 2, zstd = 3, zstd_high = 4 };
 
@@ -386,26 +389,27 @@ class Aedat4Reader final : public EventReader {
     return {plain_.data(), out_pos};
   }
 
+  // One-shot decompression into plain_, grown and retried while too small. Streaming would allocate a
+  // window buffer of the size the frame header declares: 128 MiB for a 13-byte packet. One-shot uses the
+  // output as its window, and the output is bounded by what the packet's bytes can encode.
   std::span<const std::uint8_t> decompress_zstd(std::uint64_t at) {
     if (!zstd_ && !(zstd_ = ZSTD_createDCtx())) fail(at, "cannot create a Zstd decompression context");
-    ZSTD_DCtx_reset(zstd_, ZSTD_reset_session_only);
-    plain_.resize(std::max<std::size_t>(plain_.size(), compressed_.size() * 4 + 1024));
-    ZSTD_inBuffer in{compressed_.data(), compressed_.size(), 0};
-    std::size_t out_pos = 0;
+    // Every 128 KiB of output costs a block of at least 4 bytes (an RLE block: 3-byte header, 1 byte).
+    const std::size_t limit =
+        std::min<std::size_t>(kMaxPacketBytes, (compressed_.size() / 4 + 1) * kZstdMaxBlockBytes);
+    plain_.resize(std::max<std::size_t>(plain_.size(), std::min(limit, compressed_.size() * 4 + 1024)));
     for (;;) {
-      if (out_pos == plain_.size()) grow(at);
-      ZSTD_outBuffer out{plain_.data(), plain_.size(), out_pos};
-      const std::size_t in_before = in.pos;
-      const std::size_t hint = ZSTD_decompressStream(zstd_, &out, &in);
-      if (ZSTD_isError(hint)) fail(at, std::string("corrupt Zstd packet: ") + ZSTD_getErrorName(hint));
-      const bool progress = out.pos != out_pos || in.pos != in_before;
-      out_pos = out.pos;
-      if (in.pos == in.size && hint == 0) break;
-      if (!progress)
-        fail(at, in.pos == in.size ? "Zstd packet truncated (incomplete frame)"
-                                   : "Zstd packet makes no progress");
+      ZSTD_DCtx_reset(zstd_, ZSTD_reset_session_only);
+      const std::size_t n =
+          ZSTD_decompressDCtx(zstd_, plain_.data(), plain_.size(), compressed_.data(), compressed_.size());
+      if (!ZSTD_isError(n)) return {plain_.data(), n};
+      if (ZSTD_getErrorCode(n) != ZSTD_error_dstSize_tooSmall)
+        fail(at, std::string("corrupt Zstd packet: ") + ZSTD_getErrorName(n));
+      if (plain_.size() >= limit)
+        fail(at, "corrupt Zstd packet: it claims more data than its " + std::to_string(compressed_.size()) +
+                     " bytes can hold");
+      plain_.resize(std::min(limit, plain_.size() * 2));
     }
-    return {plain_.data(), out_pos};
   }
 
   void grow(std::uint64_t at) {

@@ -25,7 +25,7 @@ namespace {
 // About 64 Ki events per block (4 chunks of OpenEB's 16384): one lock round trip per block, small
 // enough that a seek decodes little.
 constexpr std::uint64_t kBlockEvents = 64 * 1024;
-// See check_storage(): most records a stored byte can stand for, and the extent allowed without storage.
+// See check_extent(): most records a byte of the file can stand for, and the extent allowed beyond that.
 constexpr long double kMaxCompressionRatio = 1100;
 constexpr long double kStorageSlackBytes = 1 << 20;
 
@@ -199,13 +199,15 @@ class Hdf5EventReader final : public EventReader {
   // A dataset's extent can be declared without storage (HDF5 reads fill values there): a file of a few
   // KiB could claim 2^60 events, and reading or reserving them would exhaust memory (or overflow the size
   // of a buffer). No codec stores records more densely than kMaxCompressionRatio (deflate's ceiling is
-  // about 1032:1, ECF's about 48:1); claims beyond it are refused.
-  void check_storage(hid_t dataset, std::uint64_t records, std::size_t record_bytes, const char* name) const {
-    const hsize_t stored = H5Dget_storage_size(dataset);
+  // about 1032:1, ECF's about 48:1), so claims beyond that many times the file's size are refused. The
+  // file's size, not H5Dget_storage_size(): that walks the whole chunk index, which a hostile file makes
+  // as long as it likes (one chunk stored at index 2^35 of an extensible array: minutes).
+  void check_extent(std::uint64_t records, std::size_t record_bytes, const char* name) const {
+    const std::uint64_t size = file_info_.size();
     if (static_cast<long double>(records) * record_bytes >
-        static_cast<long double>(stored) * kMaxCompressionRatio + kStorageSlackBytes)
-      fail(-1, std::string(name) + " declares " + std::to_string(records) + " records but stores only " +
-                   std::to_string(stored) + " bytes");
+        static_cast<long double>(size) * kMaxCompressionRatio + kStorageSlackBytes)
+      fail(-1, std::string(name) + " declares " + std::to_string(records) + " records, more than a file of " +
+                   std::to_string(size) + " bytes can hold");
   }
 
   void inspect_cd_dataset() {
@@ -214,7 +216,7 @@ class Hdf5EventReader final : public EventReader {
     hsize_t dims[1] = {0};
     H5Sget_simple_extent_dims(sp.get(), dims, nullptr);
     n_events_ = dims[0];
-    check_storage(cd_.get(), n_events_, sizeof(EventCD), "/CD/events");
+    check_extent(n_events_, sizeof(EventCD), "/CD/events");
 
     h5::Handle file_type = h5::type(H5Dget_type(cd_.get()));
     if (H5Tget_class(file_type.get()) != H5T_COMPOUND)
@@ -262,7 +264,7 @@ class Hdf5EventReader final : public EventReader {
     hsize_t dims[1] = {0};
     H5Sget_simple_extent_dims(sp.get(), dims, nullptr);
     if (dims[0] == 0) return;
-    check_storage(ds.get(), dims[0], sizeof(EventExtTrigger), "/EXT_TRIGGER/events");
+    check_extent(dims[0], sizeof(EventExtTrigger), "/EXT_TRIGGER/events");
     h5::Handle file_type = h5::type(H5Dget_type(ds.get()));
     for (const char* field : {"p", "t", "id"})
       if (H5Tget_class(file_type.get()) != H5T_COMPOUND || H5Tget_member_index(file_type.get(), field) < 0)

@@ -63,7 +63,7 @@ namespace {
 
 using detail::Hdf5Lock;
 
-// A dataset never holds more than this many times its stored bytes: deflate's ceiling is about 1032:1.
+// A file never holds more than this many times its size in data: deflate's ceiling is about 1032:1.
 // Extents beyond it are declared without storage (HDF5 reads fill values there): damaged or hostile.
 constexpr long double kMaxCompressionRatio = 1100;
 constexpr long double kStorageSlackBytes = 1 << 20;
@@ -831,13 +831,16 @@ TensorFileReader::TensorFileReader(const std::filesystem::path& path) : impl_(st
       if (n < dims[0])
         m.format_error("'last_timestamps' has " + std::to_string(n) + " entries for " +
                        std::to_string(dims[0]) + " frames");
-      // Only the frames' entries are read, and only as many as the dataset can really hold: an extent
+      // Only the frames' entries are read, and only as many as the file can really hold: an extent
       // declared without storage (HDF5 returns fill values for it) must not make us allocate gigabytes.
-      const hsize_t stored = H5Dget_storage_size(ts.get());
+      // (The file's size, not H5Dget_storage_size(), which walks a chunk index as long as a file likes.)
+      std::error_code size_ec;
+      const std::uintmax_t file_size = std::filesystem::file_size(path, size_ec);
       if (static_cast<long double>(dims[0]) * sizeof(Timestamp) >
-          static_cast<long double>(stored) * kMaxCompressionRatio + kStorageSlackBytes)
-        m.format_error("'last_timestamps' stores " + std::to_string(stored) + " bytes, too few for the " +
-                       std::to_string(dims[0]) + " timestamps of the frames");
+          static_cast<long double>(size_ec ? 0 : file_size) * kMaxCompressionRatio + kStorageSlackBytes)
+        m.format_error("'last_timestamps' of " + std::to_string(dims[0]) +
+                       " frames: more timestamps than a file of " + std::to_string(file_size) +
+                       " bytes can hold");
       m.last_ts.resize(static_cast<std::size_t>(dims[0]));
       if (dims[0] > 0) {
         const hsize_t start[1] = {0}, count[1] = {dims[0]};

@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <random>
 
 #include "evloader/core/error.hpp"
@@ -423,6 +424,61 @@ TEST(Aedat4Reader, RecordingCutInsideAPacket) {
   ReaderOptions strict = test::memory_index();
   strict.on_violation = OnViolation::raise;
   EXPECT_THROW((void)test::read_all_events(path, strict), FormatError);
+}
+
+// A Zstd frame laid out by hand (RFC 8878): window descriptor, optional 4-byte content size, the data in
+// raw blocks of at most 128 KiB.
+std::vector<std::uint8_t> zstd_raw_frame(const std::vector<std::uint8_t>& data,
+                                         std::uint8_t window_descriptor,
+                                         std::optional<std::uint32_t> content_size) {
+  Buf f;
+  f.put<std::uint32_t>(0xFD2FB528u);
+  f.put<std::uint8_t>(content_size ? 0x80 : 0x00);  // content size flag 2 (4 bytes), not single-segment
+  f.put<std::uint8_t>(window_descriptor);
+  if (content_size) f.put<std::uint32_t>(*content_size);
+  std::size_t at = 0;
+  do {
+    const std::size_t n = std::min<std::size_t>(data.size() - at, 128 << 10);
+    const std::uint32_t header = static_cast<std::uint32_t>(n << 3) | (at + n == data.size() ? 1u : 0u);
+    f.put<std::uint8_t>(header & 0xFF);
+    f.put<std::uint8_t>((header >> 8) & 0xFF);
+    f.put<std::uint8_t>((header >> 16) & 0xFF);
+    f.b.insert(f.b.end(), data.begin() + static_cast<std::ptrdiff_t>(at),
+               data.begin() + static_cast<std::ptrdiff_t>(at + n));
+    at += n;
+  } while (at < data.size());
+  return f.b;
+}
+
+std::vector<std::uint8_t> with_packet(std::vector<std::uint8_t> file, const std::vector<std::uint8_t>& data) {
+  Buf ph;
+  ph.put<std::int32_t>(0);
+  ph.put<std::int32_t>(static_cast<std::int32_t>(data.size()));
+  file.insert(file.end(), ph.b.begin(), ph.b.end());
+  file.insert(file.end(), data.begin(), data.end());
+  return file;
+}
+
+// Found by fuzzing (tests/fuzz/regressions/aedat4/zstd-frame-declaring-128mib-window): streaming
+// decompression allocated the window a frame header declares, 128 MiB for a 13-byte packet. Packets are
+// now decompressed in one shot (the output is the window), whatever window they declare, and a frame
+// claiming more content than its bytes can encode is refused before anything that size is allocated.
+TEST(Aedat4Reader, ZstdPacketsDecodeWhateverWindowTheyDeclare) {
+  const auto events = sample_events(500, 31);
+  const auto plain = size_prefixed(events_packet(events));
+  const auto header_only = aedat4_file({}, 3, false);
+  const auto path = save("zstd_window.aedat4", with_packet(header_only, zstd_raw_frame(plain, 0x88, {})));
+  auto got = EventReader::open(path, test::memory_index())->load_all();
+  EXPECT_EQ(std::vector<EventCD>(got.begin(), got.end()), events);
+
+  const auto bomb =
+      save("zstd_bomb.aedat4", with_packet(header_only, zstd_raw_frame({1, 2, 3, 4}, 0x88, 1u << 30)));
+  try {
+    (void)test::read_all_events(bomb);
+    ADD_FAILURE() << "a 4-byte frame claiming 1 GiB was accepted";
+  } catch (const FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("corrupt Zstd packet"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
