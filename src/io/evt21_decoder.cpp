@@ -13,6 +13,10 @@ namespace evloader::detail {
 namespace {
 
 constexpr std::int64_t kLoopPeriod = std::int64_t{1} << 34;  // the 34-bit counter's wrap
+// 2^24 loops of 2^34 us are 9000 years: only a hostile stream gets there, and stopping the count keeps
+// every timestamp below 2^59 (no overflow in loops * kLoopPeriod, whatever the file).
+constexpr std::int32_t kMaxLoops = std::int32_t{1} << 24;
+constexpr std::int64_t kMaxTime = (std::int64_t{kMaxLoops} + 1) * kLoopPeriod;
 constexpr std::uint64_t kTimeHighMask = (std::uint64_t{1} << 28) - 1;
 constexpr std::int64_t kMaxTimeHighBase = std::int64_t{kTimeHighMask} << 6;
 // Same threshold as EVT2 (OpenEB HAL): a drop of nearly the whole range is a wrap, smaller is a glitch.
@@ -106,11 +110,14 @@ class Evt21Decoder final : public EventDecoder {
   }
 
   void restore(const DecoderState& s) override {
-    time_base_ = s.time_base;
-    time_ = s.time;
+    // States come from time indexes on disk: clamp to what decoding can produce, so that a damaged one
+    // cannot make the time arithmetic overflow (a no-op for any state this decoder saved).
+    time_base_ = std::clamp<std::int64_t>(s.time_base, 0, kMaxTime);
+    time_ = std::clamp<std::int64_t>(s.time, 0, kMaxTime);
     last_event_t_ = s.last_event_t;
-    first_time_high_ = s.first_time_high;
-    loops_ = s.loops;
+    first_time_high_ =
+        std::clamp<std::int64_t>(s.first_time_high, -1, static_cast<std::int64_t>(kTimeHighMask));
+    loops_ = std::clamp(s.loops, 0, kMaxLoops);
     has_time_base_ = s.has_time_base != 0;
     pending_n_ = 0;
     position_ = 0;
@@ -167,7 +174,7 @@ class Evt21Decoder final : public EventDecoder {
       has_time_base_ = true;
     } else {
       const std::int64_t previous = time_base_ - std::int64_t{loops_} * kLoopPeriod;
-      if (previous - fresh >= kLoopThreshold) {
+      if (previous - fresh >= kLoopThreshold && loops_ < kMaxLoops) {
         ++loops_;
         ++stats_.time_loops;
       } else if (fresh < previous) {

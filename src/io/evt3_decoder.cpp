@@ -13,7 +13,8 @@
 //   a multi-word OTHERS sequence split across decode() calls needs no extra state (skip_words stays 0).
 // - Reserved types 0xB and 0xC are counted as unknown_words.
 // - TIME_HIGH: a drop of the 12-bit value by >= 2048 is a 2^24 µs counter loop (OpenEB HAL rule); a smaller
-//   drop is a glitch: counted, and the new value is used anyway.
+//   drop is a glitch: counted, and the new value is used anyway. Loops stop at 2^31 - 1 (later drops count as
+//   glitches) and restore() clamps states to what decoding can produce, so time never overflows.
 // - time_backwards counts each event whose t is below the previous emitted event's t (so one per backward
 //   jump, not one per event at the lower time).
 // - DecoderState: time_base = loops * 2^24 + (time_high << 12), time = time_base + time_low, y keeps bit 11,
@@ -28,6 +29,7 @@
 // change instead of per event, and events go straight into the caller's buffer (EventBuffer::prepare).
 #include <algorithm>
 #include <bit>
+#include <cstdint>
 #include <cstring>
 #include <string>
 
@@ -45,6 +47,10 @@ constexpr std::uint32_t kCoordLimit = 2048;  // EVT3 addresses are 11 bits
 // arithmetic small on garbage input without changing any output.
 constexpr std::uint32_t kBaseXClamp = 4096;
 constexpr std::uint32_t kNoRow = 0xFFFF0000u;  // row value before the first EVT_ADDR_Y (y = 0xFFFF)
+// The loop count is saved as an int32: it stops there (2^31 loops of 2^24 us are 1100 years, only a hostile
+// stream gets there), which keeps every timestamp below 2^56.
+constexpr std::int64_t kMaxLoops = INT32_MAX;
+constexpr std::int64_t kMaxTime = (kMaxLoops + 1) << 24;
 
 enum : unsigned {
   kAddrY = 0x0,
@@ -140,7 +146,17 @@ class Evt3Decoder final : public EventDecoder {
 
   [[nodiscard]] DecoderState state() const override { return state_; }
   void restore(const DecoderState& state) override {
+    // States come from time indexes on disk: clamp to what decoding can produce, so that a damaged one
+    // cannot make the time arithmetic overflow (a no-op for any state this decoder saved).
     state_ = state;
+    state_.loops = std::max(state.loops, 0);
+    state_.time_base = std::clamp<std::int64_t>(state.time_base, 0, kMaxTime);
+    state_.time = std::clamp<std::int64_t>(state.time, 0, kMaxTime);
+    state_.first_time_high = std::clamp<std::int64_t>(state.first_time_high, -1, 0xFFF);
+    state_.base_x = std::clamp(state.base_x, 0, static_cast<std::int32_t>(kBaseXClamp));
+    state_.polarity = state.polarity & 1;
+    state_.has_time_base = state.has_time_base != 0 ? 1 : 0;
+    state_.y_valid = state.y_valid != 0 ? 1 : 0;
     has_pending_ = false;
   }
   void reset() override {
@@ -384,7 +400,7 @@ bool Evt3Decoder::run(const std::byte* in, std::size_t n, EventBuffer& cd, Trigg
           const std::uint32_t high = w & 0xFFF;
           const std::uint32_t previous = static_cast<std::uint32_t>(time_base >> 12) & 0xFFF;
           bool glitch = false;
-          if (previous >= high + 2048) {
+          if (previous >= high + 2048 && loops < kMaxLoops) {
             ++loops;
             ++stats_.time_loops;
           } else if (high < previous) {

@@ -4,7 +4,9 @@
 // never change what comes out.
 //
 // Input layout: [flags u8][geometry 2 x u16 when flags ask][cut count u8][cuts u16...][restore point u16]
-// then the word stream.
+// [a 64-byte DecoderState when flags ask] then the word stream. flags: bit 0 decode triggers, bit 1 pass
+// stream offsets, bit 2 EVT 2.1 legacy order, bit 3 also decode from the given state, bits 4-5 geometry
+// (unknown, 1280x720, 640x480, explicit).
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -68,8 +70,10 @@ std::int64_t offset_in_message(const char* what) {
 // Feeds data[0, cuts[0]), [cuts[0], cuts[1]) ... then the rest and finish(). A FormatError (raise mode
 // only) stops the decode and records the offset it names.
 Decoded decode_pieces(const DecoderOptions& options, std::span<const std::byte> data,
-                      const std::vector<std::size_t>& cuts, bool pass_offsets) {
+                      const std::vector<std::size_t>& cuts, bool pass_offsets,
+                      const DecoderState* start = nullptr) {
   auto decoder = make_decoder(kEncoding, options);
+  if (start != nullptr) decoder->restore(*start);
   EventBuffer cd;
   TriggerBuffer triggers;
   Decoded out;
@@ -181,17 +185,25 @@ Decoded reference(const DecoderOptions& options, std::span<const std::byte> data
   return r;
 }
 
-void check_invariants(const DecoderOptions& options, std::size_t bytes, const Decoded& d) {
+// What holds whatever state the decoder starts from: events inside the sensor and the word range, p in
+// {0, 1}, no more events than the words can carry.
+void check_events(const DecoderOptions& options, std::size_t bytes, const Decoded& d) {
   const std::uint32_t lx =
       options.geometry.known() ? static_cast<std::uint32_t>(options.geometry.width) : 2048;
   const std::uint32_t ly =
       options.geometry.known() ? static_cast<std::uint32_t>(options.geometry.height) : 2048;
   auto decoder = make_decoder(kEncoding, options);
   FUZZ_CHECK(d.cd.size() <= (bytes / kWordSize) * decoder->max_events_per_word());
+  for (const EventCD& e : d.cd) FUZZ_CHECK(e.x < lx && e.y < ly && (e.p == 0 || e.p == 1));
+  for (const EventExtTrigger& e : d.triggers) FUZZ_CHECK(e.p == 0 || e.p == 1);
+}
+
+void check_invariants(const DecoderOptions& options, std::size_t bytes, const Decoded& d) {
+  check_events(options, bytes, d);
   std::uint64_t descents = 0;
   std::int64_t last = INT64_MIN;
   for (const EventCD& e : d.cd) {
-    FUZZ_CHECK(e.x < lx && e.y < ly && (e.p == 0 || e.p == 1) && e.t >= 0);
+    FUZZ_CHECK(e.t >= 0);
     descents += e.t < last;
     last = e.t;
   }
@@ -227,6 +239,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* raw, std::size_t size)
   std::vector<std::uint16_t> raw_cuts(n_cuts);
   for (auto& c : raw_cuts) c = in.take<std::uint16_t>();
   const auto restore_point = in.take<std::uint16_t>();
+  // flags bit 3: also start a decoder from an arbitrary state (what a damaged time index could restore).
+  std::optional<DecoderState> any_state;
+  if ((flags & 8) != 0) any_state = in.take<DecoderState>();
   const auto payload = in.rest();
   const std::span<const std::byte> data(reinterpret_cast<const std::byte*>(payload.data()), payload.size());
   std::vector<std::size_t> cuts;
@@ -303,6 +318,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* raw, std::size_t size)
     FUZZ_CHECK(same_stats(raised.stats, whole.stats));
   } else {
     FUZZ_CHECK(is_prefix(raised.cd, whole.cd) && is_prefix(raised.triggers, whole.triggers));
+  }
+
+  // (6) from any state: no undefined behaviour (UBSan), events still inside the sensor, cuts still
+  // invisible, and only FormatError in raise mode.
+  if (any_state) {
+    const Decoded from_any = decode_pieces(skip, data, {}, true, &*any_state);
+    check_events(skip, data.size(), from_any);
+    const Decoded from_any_cut = decode_pieces(skip, data, cuts, pass_offsets, &*any_state);
+    FUZZ_CHECK(from_any_cut.cd == from_any.cd && from_any_cut.triggers == from_any.triggers);
+    FUZZ_CHECK(same_stats(from_any_cut.stats, from_any.stats));
+    (void)decode_pieces(raise, data, cuts, pass_offsets, &*any_state);
   }
   return 0;
 }

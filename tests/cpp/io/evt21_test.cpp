@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -660,6 +661,61 @@ TEST(Evt21RealFile, FaeryEventsSurviveReencodingInBothOrders) {
     EventBuffer cd;
     decoder->decode(std::span(bytes).first(8), cd, nullptr);
     EXPECT_EQ(decoder->metavision_time_shift(), std::optional<std::int64_t>(913716224));
+  }
+}
+
+// Fuzz regressions evt21/state-max and evt21/state-min: a damaged time index can hand restore() any state;
+// time_base = INT64_MAX or loops = INT32_MAX made the time arithmetic overflow (negative timestamps,
+// undefined behaviour). States are clamped to what decoding can produce.
+TEST(Evt21Decoder, RestoreClampsADamagedState) {
+  const auto bytes = to_bytes({cd_word(1, 5, 3, 3, 0x3), th_word(0), cd_word(0, 6, 4, 4, 0x1),
+                               th_word(kMaxTh), trigger_word(7, 1, 1), cd_word(1, 7, 5, 5, 0x1)},
+                              Evt21Order::little);
+  for (const bool high : {true, false}) {
+    DecoderState wild;
+    wild.time_base = wild.time = wild.first_time_high =
+        high ? std::numeric_limits<std::int64_t>::max() : std::numeric_limits<std::int64_t>::min();
+    wild.loops = high ? std::numeric_limits<std::int32_t>::max() : std::numeric_limits<std::int32_t>::min();
+    wild.has_time_base = 1;
+    auto decoder = make_decoder(RawEncoding::evt21, options_for(Evt21Order::little, 640, 480));
+    decoder->restore(wild);
+    EventBuffer cd;
+    TriggerBuffer triggers;
+    decoder->decode(bytes, cd, &triggers);
+    ASSERT_EQ(cd.size(), 4u);
+    ASSERT_EQ(triggers.size(), 1u);
+    for (const EventCD& e : cd) {
+      EXPECT_GE(e.t, 0);
+      EXPECT_LT(e.t, std::int64_t{1} << 60);
+    }
+    EXPECT_GE(triggers[0].t, 0);
+    if (auto shift = decoder->metavision_time_shift()) {
+      EXPECT_LE(*shift, static_cast<std::int64_t>(kMaxTh << 6));
+    }
+  }
+}
+
+// The loop count stops at 2^24 (9000 years of 2^34 us): later wraps count as glitches, so a hostile
+// stream of wraps cannot push loops * 2^34 past the int64 range.
+TEST(Evt21Decoder, LoopCountStopsAtItsCap) {
+  constexpr std::int64_t kPeriod = std::int64_t{1} << 34;
+  constexpr std::int32_t kCap = std::int32_t{1} << 24;
+  for (const std::int32_t loops : {kCap - 1, kCap}) {
+    DecoderState s;
+    s.has_time_base = 1;
+    s.first_time_high = 0;
+    s.loops = loops;
+    s.time_base = s.time = loops * kPeriod + static_cast<std::int64_t>(kMaxTh << 6);
+    auto decoder = make_decoder(RawEncoding::evt21, options_for(Evt21Order::little));
+    decoder->restore(s);
+    EventBuffer cd;
+    TriggerBuffer triggers;
+    decoder->decode(to_bytes({th_word(0), cd_word(1, 1, 2, 2, 1)}, Evt21Order::little), cd, &triggers);
+    ASSERT_EQ(cd.size(), 1u);
+    EXPECT_EQ(cd[0].t, kCap * kPeriod + 1);
+    EXPECT_EQ(decoder->stats().time_loops, loops < kCap ? 1u : 0u);
+    EXPECT_EQ(decoder->stats().time_high_glitches, loops < kCap ? 0u : 1u);
+    EXPECT_EQ(decoder->state().loops, kCap);
   }
 }
 

@@ -817,5 +817,57 @@ TEST(Evt2RealFile, ReencodedFaeryRecordingDecodesToTheSameEvents) {
   EXPECT_LE(bytes.size(), body.size());
 }
 
+// Fuzz regressions evt2/state-max and evt2/state-min: a damaged time index can hand restore() any state;
+// time_base = INT64_MAX or loops = INT32_MAX made the time arithmetic overflow (negative timestamps,
+// undefined behaviour). States are clamped to what decoding can produce.
+TEST(Evt2Decoder, RestoreClampsADamagedState) {
+  const auto bytes =
+      to_bytes({cd_word(1, 5, 3, 3), th_word(0), cd_word(0, 6, 4, 4), th_word(kMaxTh), cd_word(1, 7, 5, 5)});
+  for (const bool high : {true, false}) {
+    DecoderState wild;
+    wild.time_base = wild.time = wild.first_time_high =
+        high ? std::numeric_limits<std::int64_t>::max() : std::numeric_limits<std::int64_t>::min();
+    wild.loops = high ? std::numeric_limits<std::int32_t>::max() : std::numeric_limits<std::int32_t>::min();
+    wild.has_time_base = 1;
+    auto decoder = make_decoder(RawEncoding::evt2, with_geometry(640, 480));
+    decoder->restore(wild);
+    EventBuffer cd;
+    TriggerBuffer triggers;
+    decoder->decode(bytes, cd, &triggers);
+    ASSERT_EQ(cd.size(), 3u);
+    for (const EventCD& e : cd) {
+      EXPECT_GE(e.t, 0);
+      EXPECT_LT(e.t, std::int64_t{1} << 60);
+    }
+    if (auto shift = decoder->metavision_time_shift()) {
+      EXPECT_LE(*shift, std::int64_t{kMaxTh} << 6);
+    }
+  }
+}
+
+// The loop count stops at 2^24 (9000 years of 2^34 us): later wraps count as glitches, so a hostile
+// stream of wraps cannot push loops * 2^34 past the int64 range.
+TEST(Evt2Decoder, LoopCountStopsAtItsCap) {
+  constexpr std::int64_t kPeriod = std::int64_t{1} << 34;
+  constexpr std::int32_t kCap = std::int32_t{1} << 24;
+  for (const std::int32_t loops : {kCap - 1, kCap}) {
+    DecoderState s;
+    s.has_time_base = 1;
+    s.first_time_high = 0;
+    s.loops = loops;
+    s.time_base = loops * kPeriod + (std::int64_t{kMaxTh} << 6);
+    auto decoder = make_decoder(RawEncoding::evt2, {});
+    decoder->restore(s);
+    EventBuffer cd;
+    TriggerBuffer triggers;
+    decoder->decode(to_bytes({th_word(0), cd_word(1, 1, 2, 2)}), cd, &triggers);
+    ASSERT_EQ(cd.size(), 1u);
+    EXPECT_EQ(cd[0].t, kCap * kPeriod + 1);
+    EXPECT_EQ(decoder->stats().time_loops, loops < kCap ? 1u : 0u);
+    EXPECT_EQ(decoder->stats().time_high_glitches, loops < kCap ? 0u : 1u);
+    EXPECT_EQ(decoder->state().loops, kCap);
+  }
+}
+
 }  // namespace
 }  // namespace evloader

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -887,6 +888,58 @@ TEST(Evt3RealData, ExpelliarmusSampleMatchesTheReferenceNumbers) {
   // Re-encoding keeps every event and its order.
   auto again = decode_cut(encode(whole.cd), {});
   EXPECT_EQ(again.cd, whole.cd);
+}
+
+// Fuzz regressions evt3/state-max and evt3/state-min: a damaged time index can hand restore() any state;
+// time_base = INT64_MAX made TIME_LOW's addition overflow (negative timestamps, undefined behaviour).
+// States are clamped to what decoding can produce.
+TEST(Evt3Decoder, RestoreClampsADamagedState) {
+  const auto bytes = to_bytes({time_low(5), addr_y(2), addr_x(1, 1), ext_trigger(1, 1), time_high(0),
+                               addr_x(2, 0), time_high(4095), time_low(7), addr_x(3, 1)});
+  for (const bool high : {true, false}) {
+    DecoderState wild;
+    wild.time_base = wild.time = wild.first_time_high =
+        high ? std::numeric_limits<std::int64_t>::max() : std::numeric_limits<std::int64_t>::min();
+    wild.loops = high ? std::numeric_limits<std::int32_t>::max() : std::numeric_limits<std::int32_t>::min();
+    wild.has_time_base = 1;
+    auto decoder = detail::make_evt3_decoder(opts());
+    decoder->restore(wild);
+    EventBuffer cd;
+    TriggerBuffer triggers;
+    decoder->decode(bytes, cd, &triggers);
+    ASSERT_EQ(cd.size(), 3u);
+    ASSERT_EQ(triggers.size(), 1u);
+    for (const EventCD& e : cd) {
+      EXPECT_GE(e.t, 0);
+      EXPECT_LT(e.t, std::int64_t{1} << 56);
+    }
+    EXPECT_GE(triggers[0].t, 0);
+    if (auto shift = decoder->metavision_time_shift()) {
+      EXPECT_LE(*shift, std::int64_t{4094} << 12);
+    }
+  }
+}
+
+// The loop count is saved as an int32 and stops at INT32_MAX: one more wrap counts as a glitch instead of
+// wrapping the saved count to a negative number (timestamps going back by 2^55 us after a resume).
+TEST(Evt3Decoder, LoopCountStopsAtItsCap) {
+  constexpr std::int32_t kCap = std::numeric_limits<std::int32_t>::max();
+  for (const std::int32_t loops : {kCap - 1, kCap}) {
+    DecoderState s;
+    s.has_time_base = 1;
+    s.first_time_high = 0;
+    s.loops = loops;
+    s.time_base = s.time = (std::int64_t{loops} << 24) + (std::int64_t{4095} << 12);
+    auto decoder = detail::make_evt3_decoder(opts());
+    decoder->restore(s);
+    EventBuffer cd;
+    decoder->decode(to_bytes({time_high(0), addr_y(1), addr_x(1, 1)}), cd, nullptr);
+    ASSERT_EQ(cd.size(), 1u);
+    EXPECT_EQ(cd[0].t, std::int64_t{kCap} << 24);
+    EXPECT_EQ(decoder->stats().time_loops, loops < kCap ? 1u : 0u);
+    EXPECT_EQ(decoder->stats().time_high_glitches, loops < kCap ? 0u : 1u);
+    EXPECT_EQ(decoder->state().loops, kCap);
+  }
 }
 
 }  // namespace

@@ -22,11 +22,26 @@ ENCODINGS = ("evt2", "evt21", "evt3")
 
 
 # ---- option blocks ------------------------------------------------------------------------------
+def decoder_state(time_base=0, time=0, last_event_t=-(1 << 63), first_time_high=-1, loops=0, y=0, base_x=0,
+                  polarity=0, has_time_base=0, y_valid=0, skip_words=0, reserved=0) -> bytes:
+    """A DecoderState as the harnesses read it (include/evloader/io/decoder.hpp, 64 bytes)."""
+    return struct.pack("<qqqqiiiiiiii", time_base, time, last_event_t, first_time_high, loops, y, base_x,
+                       polarity, has_time_base, y_valid, skip_words, reserved)
+
+
+HOSTILE_STATES = {
+    "max": decoder_state((1 << 63) - 1, (1 << 63) - 1, -(1 << 63), (1 << 63) - 1, (1 << 31) - 1, -1,
+                         (1 << 31) - 1, -1, 1, 1, 7, 9),
+    "min": decoder_state(-(1 << 63), -1, (1 << 63) - 1, -5, -(1 << 31), -(1 << 31), -(1 << 31), 2, 1, 1),
+    "many_loops": decoder_state((1 << 62), (1 << 62) + 5, 0, (1 << 28) - 1, (1 << 28), 719, 1270, 1, 1, 1),
+}
+
+
 def decoder_prefix(triggers: bool = True, offsets: bool = True, legacy: bool = False, geometry=(1280, 720),
-                   cuts: Sequence[int] = (), restore: int = 0) -> bytes:
+                   cuts: Sequence[int] = (), restore: int = 0, state: Optional[bytes] = None) -> bytes:
     """The option block of the decoder harnesses. geometry: None (unknown), (1280, 720), (640, 480) or any
-    (w, h) (sent explicitly)."""
-    flags = (1 if triggers else 0) | (2 if offsets else 0) | (4 if legacy else 0)
+    (w, h) (sent explicitly). state: also decode from this DecoderState."""
+    flags = (1 if triggers else 0) | (2 if offsets else 0) | (4 if legacy else 0) | (8 if state else 0)
     extra = b""
     if geometry is None:
         mode = 0
@@ -39,7 +54,7 @@ def decoder_prefix(triggers: bool = True, offsets: bool = True, legacy: bool = F
         extra = struct.pack("<HH", *geometry)
     out = bytes([flags | (mode << 4)]) + extra + bytes([len(cuts)])
     out += b"".join(struct.pack("<H", c) for c in cuts)
-    return out + struct.pack("<H", restore)
+    return out + struct.pack("<H", restore) + (state or b"")
 
 
 def header_prefix(flags: int = 0, seek: int = 0, count: int = 1) -> bytes:
@@ -139,6 +154,13 @@ def evt3_hand() -> dict:
         "hand_slave_and_bounds": u16s([th(7), y(3, slave=1), x(5, 1), y(2047), x(2047, 0), y(719), x(1280, 1),
                                        base(2040, 1), v12(0xFFF), v8(0xFF), v12(0xFFF)]),
         "hand_time_backwards": u16s([th(10), tl(100), y(1), x(1, 1), tl(50), x(2, 1), x(3, 1), tl(60), x(4, 0)]),
+        # Edges of a 1280x720 sensor: a 32-pixel group ending on the last column, one ending a column past
+        # it, single events on and past the last row/column; TIME_HIGH drops of exactly 2048 (a loop) and
+        # 2047 (a glitch).
+        "hand_edges": u16s([th(2048), tl(1), y(5), base(1248, 1), v12(0xFFF), v12(0xFFF), v8(0xFF),
+                            base(1249, 0), v12(0xFFF), v12(0xFFF), v8(0xFF), base(1268, 1), v12(0xFFF),
+                            v12(0x801), x(1279, 1), x(1280, 0), y(719), x(0, 1), y(720), x(0, 0), th(0),
+                            x(7, 1), th(2047), th(0), x(8, 0)]),
     }
 
 
@@ -155,6 +177,10 @@ def evt2_hand() -> dict:
                                        0x20000000, 0x90000000, 0xB0000000, cd(0, 4, 700, 500),
                                        cd(1, 4, 2047, 2047)]),
         "hand_time_backwards": u32s([th(50), cd(1, 40, 1, 1), cd(1, 20, 2, 2), th(49), cd(0, 0, 3, 3)]),
+        # Edges of a 1280x720 sensor, and TIME_HIGH drops at OpenEB's loop threshold: from the largest
+        # value, 156 (a loop) and 157 (a glitch).
+        "hand_edges": u32s([th((1 << 28) - 1), cd(1, 0, 1279, 719), cd(0, 1, 1280, 0), cd(1, 2, 0, 720),
+                            th(156), cd(1, 3, 5, 5), th((1 << 28) - 1), th(157), cd(0, 4, 6, 6)]),
     }
 
 
@@ -175,6 +201,9 @@ def evt21_hand(legacy: bool) -> dict:
                                        cd(1, 4, 2047, 2047, 1)], legacy),
         "hand_time_backwards": u64s([th(50), cd(1, 40, 1, 1, 1), cd(1, 20, 2, 2, 0x11), th(49),
                                      cd(0, 0, 3, 3, 1)], legacy),
+        "hand_edges": u64s([th((1 << 28) - 1), cd(1, 0, 1248, 719, 0xFFFFFFFF), cd(0, 1, 1249, 5, 0xFFFFFFFF),
+                            cd(1, 2, 1279, 6, 3), cd(1, 2, 2047, 7, 0xFFFFFFFF), cd(0, 3, 0, 720, 1), th(156),
+                            cd(1, 3, 5, 5, 1), th((1 << 28) - 1), th(157), cd(0, 4, 6, 6, 1)], legacy),
     }
 
 
@@ -216,8 +245,13 @@ def make(out_dir: pathlib.Path, real_dir: Optional[pathlib.Path]) -> None:
             streams = evt21_hand(legacy) if enc == "evt21" else hand[enc]
             for name, body in streams.items():
                 _put(folder, f"{name}{tag}", decoder_prefix(True, True, legacy, (1280, 720), [3, 9], 3) + body)
-                _put(folder, f"{name}{tag}_nogeom_raise_order",
-                     decoder_prefix(False, False, legacy, None, [1, 2, len(body) // 2], 1) + body)
+                if not legacy:  # (keeps each corpus within 40 files)
+                    _put(folder, f"{name}_nogeom_notriggers",
+                         decoder_prefix(False, False, legacy, None, [1, 2, len(body) // 2], 1) + body)
+        # Hostile states, as a damaged time index could hand to restore().
+        edges = (evt21_hand(False) if enc == "evt21" else hand[enc])["hand_edges"]
+        for name, state in HOSTILE_STATES.items():
+            _put(folder, f"state_{name}", decoder_prefix(True, True, False, (1280, 720), [5], 2, state) + edges)
         # The same stream with odd geometries (one side 0 = unknown, sides beyond the 11-bit range).
         body = _writer_streams(rng, enc)[0][3][:2000]
         for w, h in ((0, 720), (4099, 3000), (1, 1), (2048, 2048)):
