@@ -428,6 +428,29 @@ def _hdf5_attribute_seeds(out: pathlib.Path, real_dir: Optional[pathlib.Path]) -
         t += b"A\x01" + bytes([9, 6, 0, 8]) + struct.pack("<q", 2)
         t += b"A\x01" + bytes([4, 6, 18, 24]) + struct.pack("<qqq", 1, 4, 4)
         _write(d, "tensor_legacy_downsampling", bytes(t))
+        # Event files whose /CD/events chunks the harness encodes itself ('E' records): the reader must
+        # give back exactly these events (the last chunk holds only the remaining ones, as OpenEB's).
+        for name, flags, attrs, sizes in (
+                ("events_ecf_exact", 0, {"geometry": "640x480"}, (16, 16, 8)),
+                ("events_ecf_exact_raise_shift", 4 | 16, {"format": "EVT3;height=480;width=640",
+                                                          "time_shift": "100"}, (16, 5)),
+                ("events_ecf_geometry_drops", 0, {"geometry": "320x240"}, (16, 16))):
+            n = sum(sizes)
+            r = bytearray([1 | flags]) + bytes(24)
+            for k, v in attrs.items():
+                raw = v.encode()
+                r += b"A" + bytes([0]) + _name_bytes(k) + bytes([13, 0, len(raw)]) + raw
+            r += b"D" + bytes([2, 22, 1]) + struct.pack("<I", n) + bytes([0x90, 8]) + struct.pack("<I", 16)
+            ev = _events(n, n, 640, 480)
+            for k, size in enumerate(sizes):
+                part = ev[16 * k: 16 * k + size]
+                r += b"E" + bytes([2]) + struct.pack("<IBHi", k, k % 4, size, int(part["t"][0]))
+                prev = int(part["t"][0])
+                for e in part:
+                    step = min(int(e["t"]) - prev, 127)
+                    prev += step
+                    r += struct.pack("<HHB", int(e["x"]), int(e["y"]), (step << 1) | int(e["p"]))
+            _write(d, name, bytes(r))
     if real_dir is None:
         return
     for f in sorted(real_dir.glob("*.hdf5")):
