@@ -18,10 +18,11 @@ Measured after each epoch (after gc.collect()): VmRSS (/proc/self/status), open 
 threads (/proc/self/task); row 0 is the process before the loader was made. Each configuration runs twice:
 with glibc's default malloc settings (what a training run sees) and with a fixed mmap threshold
 (MALLOC_MMAP_THRESHOLD_=131072). By default glibc raises its mmap threshold when a large block is freed, so
-that later blocks of that size (batch buffers of the engine of the previous epoch, 12 MiB here) are carved
-from the heap and stay resident when freed: the default curve moves by whole batch buffers with nothing
-leaked. With the fixed threshold every large block goes back to the system when freed, and the curve shows
-what is really held.
+that later blocks of that size (the batch buffers of the previous epoch's engine, 12 MiB here; the readers'
+decode buffers) are carved from the heap and stay resident, fragmented, once freed: the default curve moves
+by tens of MiB from epoch to epoch (without a trend over 30 epochs) with nothing leaked. With the fixed
+threshold every large block goes back to the system when it is freed, and the curve shows what is really
+held: flat but for one batch buffer more or less in the engine's pool.
 
 Usage: python3 bench/python/soak.py [--epochs 10] [--data-dir DIR] [--configs sequential/raw,...] [--out FILE]
 """
