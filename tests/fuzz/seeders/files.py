@@ -162,10 +162,11 @@ def _make_npy(out: pathlib.Path, tmp: pathlib.Path) -> None:
 
 
 # ---- time_index ---------------------------------------------------------------------------------------------
-# time_index_fuzzer.cpp input: flags u8 (recording = flags % 3: DAT, EVT3, EVT2; 4 = fix the checksum),
-# seek_n u32, seek_t u32, then the index file. The recordings hold the harness's formula events.
+# time_index_fuzzer.cpp input: flags u8 (recording = flags % 3: DAT, EVT3, EVT2; 4 = fix the checksum; 8 = read
+# even when load_index refused; 16 = whole read), seek_n u32, seek_t u32, then the index file. The
+# recordings hold the harness's formula events.
 
-K_EVENTS = 110000
+K_EVENTS = 75000
 WIDTH, HEIGHT = 640, 480
 
 
@@ -199,8 +200,8 @@ def _make_time_index(out: pathlib.Path, tmp: pathlib.Path) -> None:
         index = pathlib.Path(reader.index_path).read_bytes()
         stem = path.stem
         _write(d / f"{stem}_checksum_fixed", struct.pack("<BII", k | 4, 54321, 7777) + index)
-        _write(d / f"{stem}_as_written", struct.pack("<BII", k, 109999, 123456) + index)
-        _write(d / f"{stem}_truncated", struct.pack("<BII", k | 4, 3, 3) + index[:len(index) // 2])
+        _write(d / f"{stem}_as_written_whole_read", struct.pack("<BII", k | 16, 74999, 123456) + index)
+        _write(d / f"{stem}_truncated_rebuilt", struct.pack("<BII", k | 4 | 8, 3, 3) + index[:len(index) // 2])
 
 
 # ---- label_map ----------------------------------------------------------------------------------------------
