@@ -30,9 +30,9 @@ from .._dtypes import EventBbox, view_records
 
 __all__ = [
     "load_boxes", "load_box_events", "split_boxes", "create_class_lookup", "load_label_map", "nms",
-    "nms_by_class", "clip_boxes", "rescale_boxes", "filter_boxes", "bboxes_to_box_vectors", "box_vectors_to_bboxes",
-    "filter_empty_tensor", "could_frame_contain_valid_gt", "label_path_for", "box_store",
-    "clear_box_cache", "box_cache_info", "EventBbox",
+    "nms_by_class", "clip_boxes", "rescale_boxes", "filter_boxes", "bboxes_to_box_vectors",
+    "box_vectors_to_bboxes", "filter_empty_tensor", "could_frame_contain_valid_gt", "label_path_for",
+    "box_store", "clear_box_cache", "box_cache_info", "EventBbox",
 ]
 
 _labels = _core.labels

@@ -4,7 +4,8 @@
 create_class_lookup) with atheris: any bytes as the file give either a lookup consistent with the map or a
 ValueError naming the file, never KeyError/TypeError/AttributeError/UnicodeDecodeError/MemoryError.
 
-    python tests/fuzz/python/fuzz_label_map.py -max_total_time=300 /tmp/work_label_map tests/fuzz/corpus/label_map
+    python tests/fuzz/python/fuzz_label_map.py -max_total_time=300 /tmp/work_label_map \
+        tests/fuzz/corpus/label_map
 
 `check(data)` is also what tests/python/test_fuzz_replay_python.py replays over the committed corpus and
 regressions (no atheris needed there)."""

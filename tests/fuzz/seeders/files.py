@@ -30,7 +30,7 @@ def _events(n: int, width: int, height: int, t0: int = 0, step: int = 3, seed: i
     return ev
 
 
-# ---- dat --------------------------------------------------------------------------------------------------
+# ---- dat ---------------------------------------------------------------------------------------------------
 # dat_fuzzer.cpp input: flags u8, width u32, height u32, seek_n u32, seek_t u32, cut count u32, cuts u32...,
 # then the payload (a whole DAT file, or records only behind a generated header with flag 4).
 
@@ -55,8 +55,9 @@ def _make_dat(out: pathlib.Path, tmp: pathlib.Path, real_dir: Optional[pathlib.P
 
     d = out / "dat"
     ev = _events(200, 304, 240, t0=100)
-    _write(d / "writer_gen1", _dat_prefix(0, 304, 240, 57, 400, [64, 800]) + _dat_file(tmp, 304, 240, ev))
-    _write(d / "writer_override_geometry", _dat_prefix(1, 200, 100, 3, 9000, [8]) + _dat_file(tmp, 304, 240, ev))
+    gen1 = _dat_file(tmp, 304, 240, ev)
+    _write(d / "writer_gen1", _dat_prefix(0, 304, 240, 57, 400, [64, 800]) + gen1)
+    _write(d / "writer_override_geometry", _dat_prefix(1, 200, 100, 3, 9000, [8]) + gen1)
     _write(d / "writer_raise", _dat_prefix(2, 0, 0, 199, 0, []) + _dat_file(tmp, 304, 240, ev[:60]))
     big = _events(120, 1280, 720, t0=4294967296 - 150, step=5, seed=1)  # the 32-bit counter wraps
     _write(d / "writer_wrap_1mpx", _dat_prefix(0, 0, 0, 100, 10, [120, 480]) + _dat_file(tmp, 1280, 720, big))
@@ -88,10 +89,11 @@ def _make_dat(out: pathlib.Path, tmp: pathlib.Path, real_dir: Optional[pathlib.P
             head = data[:header_end + 2]
             for k, offset in enumerate((header_end + 2, len(data) // 2 // 8 * 8, len(data) - 2048)):
                 piece = head + data[offset:offset + 2048]
-                _write(out / "dat" / f"real_{src.stem}_{k}", _dat_prefix(0, 0, 0, k * 37, k * 1000, [64]) + piece)
+                prefix = _dat_prefix(0, 0, 0, k * 37, k * 1000, [64])
+                _write(out / "dat" / f"real_{src.stem}_{k}", prefix + piece)
 
 
-# ---- npy --------------------------------------------------------------------------------------------------
+# ---- npy ---------------------------------------------------------------------------------------------------
 # npy_fuzzer.cpp input: the whole .npy file.
 
 def _np_save(path: pathlib.Path, array, version=None) -> bytes:
@@ -122,49 +124,52 @@ def _make_npy(out: pathlib.Path, tmp: pathlib.Path) -> None:
     _write(d / "write_boxes_eventbbox", path.read_bytes())
     evloader.write_boxes(str(path), boxes[:0])
     _write(d / "write_boxes_empty", path.read_bytes())
-    gen1 = np.dtype([("ts", "<u8"), ("x", "<f4"), ("y", "<f4"), ("w", "<f4"), ("h", "<f4"), ("class_id", "u1"),
-                     ("confidence", "<f4"), ("track_id", "<u4")])
+    gen1 = np.dtype([("ts", "<u8"), ("x", "<f4"), ("y", "<f4"), ("w", "<f4"), ("h", "<f4"),
+                     ("class_id", "u1"), ("confidence", "<f4"), ("track_id", "<u4")])
     _write(d / "gen1_legacy_packed", _np_save(tmp / "a.npy", _boxes(gen1)))
-    narrow = np.dtype([("t", "<i4"), ("x", "<f2"), ("y", "<f8"), ("w", "<u2"), ("h", "<i8"), ("class_id", "<i2")])
+    narrow = np.dtype([("t", "<i4"), ("x", "<f2"), ("y", "<f8"), ("w", "<u2"), ("h", "<i8"),
+                       ("class_id", "<i2")])
     _write(d / "narrow_types_no_optional", _np_save(tmp / "a.npy", _boxes(narrow)))
     big_endian = np.dtype([("t", ">i8"), ("x", ">f4"), ("y", ">f4"), ("w", ">f4"), ("h", ">f4"),
                            ("class_id", ">u4"), ("track_id", ">u4"), ("class_confidence", ">f4")])
     _write(d / "boxes_big_endian", _np_save(tmp / "a.npy", _boxes(big_endian)))
     _write(d / "boxes_v2_header", _np_save(tmp / "a.npy", _boxes(gen1), version=(2, 0)))
-    _write(d / "boxes_v3_utf8_name",
-           _np_save(tmp / "a.npy", _boxes(np.dtype([("t", "<i8"), ("x", "<f4"), ("y", "<f4"), ("w", "<f4"),
-                                                     ("h", "<f4"), ("class_id", "<u4"), ("é", "u1")])), (3, 0)))
-    _write(d / "events_expelliarmus",
-           _np_save(tmp / "a.npy", _boxes(np.dtype({"names": ["t", "x", "y", "p"], "formats": ["<i8", "<i2", "<i2", "u1"],
-                                                     "offsets": [0, 8, 10, 12], "itemsize": 16}), 8)))
+    utf8 = np.dtype([("t", "<i8"), ("x", "<f4"), ("y", "<f4"), ("w", "<f4"), ("h", "<f4"),
+                     ("class_id", "<u4"), ("é", "u1")])
+    _write(d / "boxes_v3_utf8_name", _np_save(tmp / "a.npy", _boxes(utf8), (3, 0)))
+    expelliarmus = np.dtype({"names": ["t", "x", "y", "p"], "formats": ["<i8", "<i2", "<i2", "u1"],
+                             "offsets": [0, 8, 10, 12], "itemsize": 16})
+    _write(d / "events_expelliarmus", _np_save(tmp / "a.npy", _boxes(expelliarmus, 8)))
     _write(d / "events_evloader", _np_save(tmp / "a.npy", _boxes(evloader.EventCD, 8)))
-    _write(d / "plain_f4_2d_fortran", _np_save(tmp / "a.npy", np.asfortranarray(np.arange(12, dtype="<f4").reshape(3, 4))))
+    fortran = np.asfortranarray(np.arange(12, dtype="<f4").reshape(3, 4))
+    _write(d / "plain_f4_2d_fortran", _np_save(tmp / "a.npy", fortran))
     _write(d / "plain_u1_scalar", _np_save(tmp / "a.npy", np.array(7, dtype="u1")))
     _write(d / "plain_bool", _np_save(tmp / "a.npy", np.array([True, False, True])))
-    _write(d / "nested_subarray",
-           _np_save(tmp / "a.npy", np.zeros(3, dtype=[("t", "<i8"), ("pos", [("x", "<f4"), ("y", "<f4")]),
-                                                       ("hist", "<u2", (2, 3)), ("name", "S5"), ("u", "<U2"),
-                                                       ("when", "<M8[us]")])))
-    _write(d / "titled_fields", _np_save(tmp / "a.npy", np.zeros(2, dtype=[(("T", "t"), "<i8"), ("x", "<f4")])))
+    nested = np.dtype([("t", "<i8"), ("pos", [("x", "<f4"), ("y", "<f4")]), ("hist", "<u2", (2, 3)),
+                       ("name", "S5"), ("u", "<U2"), ("when", "<M8[us]")])
+    _write(d / "nested_subarray", _np_save(tmp / "a.npy", np.zeros(3, dtype=nested)))
+    titled = np.dtype([(("T", "t"), "<i8"), ("x", "<f4")])
+    _write(d / "titled_fields", _np_save(tmp / "a.npy", np.zeros(2, dtype=titled)))
     # Hostile headers: a shape far beyond the data, zero-sized records with a huge count, a 2-D box file.
     def raw_npy(header: str) -> bytes:
         text = header.encode("latin-1")
         text += b" " * ((64 - (10 + len(text) + 1) % 64) % 64) + b"\n"
         return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text
 
-    _write(d / "hostile_huge_shape", raw_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904,), }"))
-    _write(d / "hostile_zero_itemsize_huge_count",
-           raw_npy("{'descr': [('t', '|V0')], 'fortran_order': False, 'shape': (1152921504606846976,), }"))
-    _write(d / "hostile_empty_struct", raw_npy("{'descr': [], 'fortran_order': True, 'shape': (99999999999,), }"))
-    _write(d / "hostile_2d_boxes", raw_npy("{'descr': [('t', '<i8'), ('x', '<f4')], 'fortran_order': False, "
-                                          "'shape': (2, 0), }"))
-    _write(d / "hostile_object", raw_npy("{'descr': '|O', 'fortran_order': False, 'shape': (1,), }") + b"\0" * 8)
+    def header(descr: str, shape: str, fortran: bool = False) -> bytes:
+        return raw_npy(f"{{'descr': {descr}, 'fortran_order': {fortran}, 'shape': {shape}, }}")
+
+    _write(d / "hostile_huge_shape", header("'<f4'", "(4611686018427387904,)"))
+    _write(d / "hostile_zero_itemsize_huge_count", header("[('t', '|V0')]", "(1152921504606846976,)"))
+    _write(d / "hostile_empty_struct", header("[]", "(99999999999,)", True))
+    _write(d / "hostile_2d_boxes", header("[('t', '<i8'), ('x', '<f4')]", "(2, 0)"))
+    _write(d / "hostile_object", header("'|O'", "(1,)") + b"\0" * 8)
 
 
-# ---- time_index ---------------------------------------------------------------------------------------------
-# time_index_fuzzer.cpp input: flags u8 (recording = flags % 3: DAT, EVT3, EVT2; 4 = fix the checksum; 8 = read
-# even when load_index refused; 16 = whole read), seek_n u32, seek_t u32, then the index file. The
-# recordings hold the harness's formula events.
+# ---- time_index --------------------------------------------------------------------------------------------
+# time_index_fuzzer.cpp input: flags u8 (recording = (flags & 3) % 3: DAT, EVT3, EVT2; 4 = fix the checksum;
+# 8 = read even when load_index refused; 16 = whole read), seek_n u32, seek_t u32, then the index file.
+# The recordings hold the harness's formula events.
 
 K_EVENTS = 75000
 WIDTH, HEIGHT = 640, 480
@@ -186,7 +191,8 @@ def _make_time_index(out: pathlib.Path, tmp: pathlib.Path) -> None:
     import evloader
 
     d = out / "time_index"
-    for k, (name, encoding) in enumerate((("rec.dat", None), ("rec_evt3.raw", "evt3"), ("rec_evt2.raw", "evt2"))):
+    recordings = (("rec.dat", None), ("rec_evt3.raw", "evt3"), ("rec_evt2.raw", "evt2"))
+    for k, (name, encoding) in enumerate(recordings):
         path = tmp / name
         ev = _index_events(encoding is None)
         if encoding is None:
@@ -201,10 +207,11 @@ def _make_time_index(out: pathlib.Path, tmp: pathlib.Path) -> None:
         stem = path.stem
         _write(d / f"{stem}_checksum_fixed", struct.pack("<BII", k | 4, 54321, 7777) + index)
         _write(d / f"{stem}_as_written_whole_read", struct.pack("<BII", k | 16, 74999, 123456) + index)
-        _write(d / f"{stem}_truncated_rebuilt", struct.pack("<BII", k | 4 | 8, 3, 3) + index[:len(index) // 2])
+        truncated = index[:len(index) // 2]
+        _write(d / f"{stem}_truncated_rebuilt", struct.pack("<BII", k | 4 | 8, 3, 3) + truncated)
 
 
-# ---- label_map ----------------------------------------------------------------------------------------------
+# ---- label_map ---------------------------------------------------------------------------------------------
 # fuzz_label_map.py input: the bytes of label_map_dictionary.json.
 
 def _make_label_map(out: pathlib.Path) -> None:
