@@ -321,8 +321,6 @@ def test_full_disk_at_the_label_map_leaves_nothing(precompute_input, tmp_path):
     assert all_files(out) == []
 
 
-@pytest.mark.xfail(reason="C++ (TensorFileWriter::close): an H5Fclose that failed leaves a file id that makes "
-                          "H5_term_library segfault at exit; reported to the lead", strict=False)
 def test_full_disk_during_precompute_exits_without_a_crash(precompute_input, tmp_path):
     folder, _ = precompute_input
     proc = run_precompute_on_a_full_disk(folder, tmp_path / "out")

@@ -32,6 +32,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from .. import _core
+from .device import DeviceMixin
 from .scheduler import FileMetadata, is_precomputed
 from .sequential_dataset import (_check_generation, _file_sizes, _mask_bytes, _shrunk, _transform_sequence,
                                  load_labels_stub)
@@ -104,7 +105,7 @@ class StreamDataset:
         return self.table.at(batch, slot)
 
 
-class CDProcessorDataLoader:
+class CDProcessorDataLoader(DeviceMixin):
     """Streams recordings into chronological batches for truncated back-propagation through time.
 
     Each iteration yields ``{'inputs': float32 [T, N, C, H, W], 'labels': T lists of N, 'mask_keep_memory':
@@ -218,7 +219,6 @@ class CDProcessorDataLoader:
         self._engine_key = None
         self.epoch = 0
         self._generation = 0
-        self._registered = set()
 
     # --- construction ---------------------------------------------------------------------------
     def _plan(self, files):
@@ -281,24 +281,6 @@ class CDProcessorDataLoader:
     def __len__(self) -> int:
         """Batches per epoch (known in advance: the tensors of every recording are counted when it opens)."""
         return self.dataset.num_batches
-
-    def cuda(self, device=None):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise RuntimeError("cuda() asked for, but torch sees no CUDA device")
-        self.device = torch.device("cuda") if device is None else torch.device(device)
-        return self
-
-    def to(self, device):
-        import torch
-
-        self.device = torch.device(device)
-        return self
-
-    def cpu(self):
-        self.device = None
-        return self
 
     def get_vis_func(self):
         from .. import preprocessing
@@ -428,24 +410,13 @@ class CDProcessorDataLoader:
                 lab = [empty] * num_tbins
             per_slot.append(lab)
         labels_tn = [[per_slot[i][t] for i in range(n)] for t in range(num_tbins)]
-        if self.device is not None and str(self.device) != "cpu":
-            if self.pin_memory:
-                self._pin(torch, inputs)
-            inputs = inputs.to(self.device, non_blocking=self.pin_memory)
+        if self._on_device():
+            inputs = self._inputs_to_device(inputs)
             keep = keep.to(self.device)
             frame_is_labeled = frame_is_labeled.to(self.device)
             labels_tn = [[lab.to(self.device) if hasattr(lab, "to") else lab for lab in row] for row in labels_tn]
         return {"inputs": inputs, "labels": labels_tn, "mask_keep_memory": keep,
                 "frame_is_labeled": frame_is_labeled, "video_infos": tuple(infos)}
-
-    def _pin(self, torch, tensor):
-        """Page-lock a pool buffer once (cudaHostRegister) so copies to the GPU are asynchronous."""
-        ptr = tensor.data_ptr()
-        if ptr in self._registered:
-            return
-        result = torch.cuda.cudart().cudaHostRegister(ptr, tensor.numel() * tensor.element_size(), 0)
-        if int(getattr(result, "value", result)) == 0:
-            self._registered.add(ptr)
 
     @property
     def events_read(self) -> int:

@@ -2,11 +2,11 @@
 """``SequentialDataLoader``: metavision_ml's loader API, iterating batches produced by the C++ engine."""
 from __future__ import annotations
 
-import math
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from .device import DeviceMixin
 from .sequential_dataset import SequentialDataset, _check_generation, load_labels_stub
 
 
@@ -23,7 +23,7 @@ def _distributed_defaults(rank, world_size):
     return 0, 1
 
 
-class SequentialDataLoader:
+class SequentialDataLoader(DeviceMixin):
     """Chronological batches for truncated back-propagation through time.
 
     Each iteration yields ``{'inputs': float32 [T, N, C, H, W], 'labels': T lists of N, 'mask_keep_memory':
@@ -64,7 +64,6 @@ class SequentialDataLoader:
         self._next_batch = 0
         self.epoch = 0
         self._generation = 0
-        self._registered = set()
 
     # --- metavision_ml's API ----------------------------------------------------------------------
     @property
@@ -73,24 +72,6 @@ class SequentialDataLoader:
 
     def __len__(self) -> int:
         return self.dataset.scheduler.num_batches
-
-    def cuda(self, device=None):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise RuntimeError("cuda() asked for, but torch sees no CUDA device")
-        self.device = torch.device("cuda") if device is None else torch.device(device)
-        return self
-
-    def to(self, device):
-        import torch
-
-        self.device = torch.device(device)
-        return self
-
-    def cpu(self):
-        self.device = None
-        return self
 
     def get_vis_func(self):
         from .. import preprocessing
@@ -165,22 +146,11 @@ class SequentialDataLoader:
         else:
             per_slot = labels
         labels_tn = [[per_slot[i][t] for i in range(n_slots)] for t in range(num_tbins)]
-        if self.device is not None and str(self.device) != "cpu":
-            if self.pin_memory:
-                self._pin(torch, inputs)
-            inputs = inputs.to(self.device, non_blocking=self.pin_memory)
+        if self._on_device():
+            inputs = self._inputs_to_device(inputs)
             keep = keep.to(self.device)
         return {"inputs": inputs, "labels": labels_tn, "mask_keep_memory": keep,
                 "frame_is_labeled": frame_is_labeled, "video_infos": tuple(it[:3] for it in items)}
-
-    def _pin(self, torch, tensor):
-        """Page-lock a pool buffer once (cudaHostRegister) so copies to the GPU are asynchronous."""
-        ptr = tensor.data_ptr()
-        if ptr in self._registered:
-            return
-        result = torch.cuda.cudart().cudaHostRegister(ptr, tensor.numel() * tensor.element_size(), 0)
-        if int(getattr(result, "value", result)) == 0:
-            self._registered.add(ptr)
 
     def close(self) -> None:
         """Stop the worker threads (also done when an iteration ends or the loader is deleted)."""

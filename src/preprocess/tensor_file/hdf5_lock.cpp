@@ -12,6 +12,12 @@ std::mutex& hdf5_mutex() {
 }
 
 Hdf5Lock::Hdf5Lock() : guard_(hdf5_mutex()) {
+  // No HDF5 clean-up at process exit: after a close that failed (a full disk), libhdf5's atexit handler
+  // closes the broken file again and crashes the process (status 139 instead of the error we reported).
+  // evloader closes every file it opens itself. Must run before the library initialises; later it is a
+  // harmless no-op (another user of this libhdf5 started it first).
+  static const bool no_atexit = (H5dont_atexit() >= 0);
+  (void)no_atexit;
   // Thread-safe HDF5 builds keep the error-printing setting per thread, so silence it once per thread.
   thread_local bool silenced = false;
   if (!silenced) {
