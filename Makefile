@@ -12,7 +12,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_LIBS := libgtest-dev libgmock-dev libbenchmark-dev clang-format libhdf5-dev liblz4-dev libzstd-dev libdeflate-dev
 PY_DEPS := "scikit-build-core>=0.10" "nanobind>=2.0" "numpy>=1.22" pytest tqdm h5py opencv-python-headless torch==2.13.0
 
-.PHONY: deps build install test test-cpp test-python test-asan test-tsan fuzz fuzz-build demo bench format clean
+.PHONY: deps build install test test-cpp test-python test-asan test-tsan test-asan-python fuzz fuzz-build demo bench format clean
 
 deps:
 	@missing=""; \
@@ -55,6 +55,11 @@ test-tsan: deps
 	  -DEVLOADER_SANITIZE=thread
 	cmake --build build/tsan -j $(JOBS)
 	TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build/tsan --output-on-failure -j $(JOBS)
+
+# AddressSanitizer + UBSan build of the Python extension (build/asan-python) and the Python tests that drive
+# the engine, run against it with libasan preloaded. Other tests: PYTEST_ARGS="-q tests/python/x.py".
+test-asan-python: deps
+	PY=$(PY) JOBS=$(JOBS) tools/asan_pytest.sh $(PYTEST_ARGS)
 
 # libFuzzer harnesses (clang, ASan+UBSan) of every parser, each run for FUZZ_SECONDS or FUZZ_RUNS inputs
 # from the committed seeds, pieces of the real recordings and the kept reproducers; results in
