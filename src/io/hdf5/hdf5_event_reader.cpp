@@ -250,10 +250,42 @@ class Hdf5EventReader final : public EventReader {
     }
     // The fast path reads chunks as stored: it needs the exact Metavision record layout and at most the
     // ECF filter. Anything else (contiguous data, other filters, another field layout) goes through
-    // H5Dread, which converts types and runs the filters (ECF registered in our libhdf5) itself.
+    // H5Dread, which converts types and runs the filters itself.
     direct_ = chunked && same_layout && !other_filters;
-    // H5Dread needs ECF registered in our libhdf5; register_filter() takes the lock, so later.
-    register_ecf_first_ = !direct_ && ecf_;
+    // ECF chunks are only ever decoded here. ECF decodes to Metavision's 16-byte records, meaningless in
+    // another layout; and through H5Dread, a chunk announcing fewer events than the chunk holds makes
+    // libhdf5 1.10 copy a whole chunk out of the filter's shorter buffer (a heap over-read).
+    if (ecf_ && !direct_)
+      fail(-1,
+           "/CD/events: the ECF filter is only supported alone, on Metavision's 16-byte (x, y, p, t) "
+           "records");
+    check_chunks_ = !direct_ && chunked && nfilters == 0;
+  }
+
+  // libhdf5 1.10 copies a whole chunk out of the bytes it read (or inflated) without checking that there
+  // were that many: an unfiltered chunk stored shorter than the chunk (a damaged or hostile file) makes
+  // H5Dread read past its own buffer. Before HDF5 reads an unfiltered 1-D chunked dataset, each stored
+  // chunk must hold exactly its bytes (unstored ones read as fill values). Filtered chunks that inflate to
+  // less are libhdf5's problem too, and cannot be checked without inflating them.
+  void check_raw_chunks(hid_t dataset, std::uint64_t chunk_records, std::uint64_t first_record,
+                        std::uint64_t records, const char* name) const {
+    h5::Handle type = h5::type(H5Dget_type(dataset));
+    const std::uint64_t bytes = chunk_records * H5Tget_size(type.get());
+    const std::uint64_t end = first_record + records;
+    for (std::uint64_t first = first_record / chunk_records * chunk_records; first < end;
+         first += chunk_records) {
+      // The chunk index's size (H5Dget_chunk_storage_size reports the nominal size of unfiltered chunks).
+      hsize_t offset[1] = {first}, stored = 0;
+      unsigned mask = 0;
+      haddr_t addr = HADDR_UNDEF;
+      if (H5Dget_chunk_info_by_coord(dataset, offset, &mask, &addr, &stored) < 0 || addr == HADDR_UNDEF) {
+        H5Eclear2(H5E_DEFAULT);  // never written
+        continue;
+      }
+      if (stored != 0 && stored != bytes)
+        fail(-1, std::string(name) + " chunk " + std::to_string(first / chunk_records) + " stores " +
+                     std::to_string(stored) + " bytes for a chunk of " + std::to_string(bytes));
+    }
   }
 
   void read_triggers() {
@@ -269,6 +301,11 @@ class Hdf5EventReader final : public EventReader {
     for (const char* field : {"p", "t", "id"})
       if (H5Tget_class(file_type.get()) != H5T_COMPOUND || H5Tget_member_index(file_type.get(), field) < 0)
         fail(-1, std::string("/EXT_TRIGGER/events lacks the trigger field '") + field + "'");
+    h5::Handle dcpl = h5::plist(H5Dget_create_plist(ds.get()));
+    hsize_t chunk[1] = {0};
+    if (H5Pget_layout(dcpl.get()) == H5D_CHUNKED && H5Pget_nfilters(dcpl.get()) == 0 &&
+        H5Pget_chunk(dcpl.get(), 1, chunk) == 1 && chunk[0] > 0)
+      check_raw_chunks(ds.get(), chunk[0], 0, dims[0], "/EXT_TRIGGER/events");
     h5::Handle mem = h5::trigger_type();
     EventExtTrigger* out = all_triggers_.prepare(static_cast<std::size_t>(dims[0]));
     if (H5Dread(ds.get(), mem.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
@@ -353,14 +390,11 @@ class Hdf5EventReader final : public EventReader {
 
   // General path: HDF5 reads (and converts, and filters) a hyperslab itself, all under the lock.
   void read_hyperslab(EventBuffer& cd) {
-    if (register_ecf_first_) {
-      ecf::register_filter();  // takes the lock itself
-      register_ecf_first_ = false;
-    }
     const std::uint64_t count = std::min<std::uint64_t>(kBlockEvents, n_events_ - next_event_);
     EventCD* out = cd.prepare(static_cast<std::size_t>(count));
     {
       Hdf5Lock lock;
+      if (check_chunks_) check_raw_chunks(cd_.get(), chunk_events_, next_event_, count, "/CD/events");
       h5::Handle file_space = h5::space(H5Dget_space(cd_.get()));
       hsize_t start[1] = {next_event_}, n[1] = {count};
       H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, n, nullptr);
@@ -457,7 +491,7 @@ class Hdf5EventReader final : public EventReader {
   std::uint64_t chunk_events_ = 1;
   bool ecf_ = false;
   bool direct_ = false;
-  bool register_ecf_first_ = false;
+  bool check_chunks_ = false;  // unfiltered chunks read by H5Dread: check their stored sizes first
   Timestamp time_shift_attr_ = 0;
   TriggerBuffer all_triggers_;
   std::size_t trigger_cursor_ = 0;

@@ -134,6 +134,51 @@ std::string hdf5_error_detail() {
   throw_io_error(path, detail.empty() ? what : what + " (" + detail + ")");
 }
 
+// libhdf5 1.10 copies whole chunks out of what it read without checking that there were that many bytes:
+// an unfiltered chunk stored shorter than the chunk (a damaged or hostile file) makes H5Dread read past
+// its own buffer. Before H5Dread on an unfiltered chunked dataset, every chunk the selection [start,
+// start + count) touches must store exactly its bytes (unstored ones read as fill values). Returns a
+// description of the first one that does not, or "". (Filtered chunks that inflate to less are libhdf5's
+// problem too; they cannot be checked without inflating them.) Called under the lock.
+std::string short_raw_chunk(hid_t dataset, int rank, const hsize_t* start, const hsize_t* count) {
+  Hid dcpl(H5Dget_create_plist(dataset), H5Pclose);
+  if (H5Pget_layout(dcpl.get()) != H5D_CHUNKED || H5Pget_nfilters(dcpl.get()) != 0 || rank < 1 || rank > 8)
+    return "";
+  hsize_t chunk[8] = {};
+  if (H5Pget_chunk(dcpl.get(), rank, chunk) != rank) return "no chunk size";
+  Hid type(H5Dget_type(dataset), H5Tclose);
+  hsize_t bytes = H5Tget_size(type.get());
+  hsize_t first[8] = {}, last[8] = {}, at[8] = {};
+  for (int k = 0; k < rank; ++k) {
+    if (chunk[k] == 0) return "no chunk size";
+    if (count[k] == 0) return "";
+    bytes *= chunk[k];
+    first[k] = at[k] = start[k] / chunk[k];
+    last[k] = (start[k] + count[k] - 1) / chunk[k];
+  }
+  for (;;) {  // every chunk of the selection, last dimension fastest
+    // The chunk index's size (H5Dget_chunk_storage_size reports the nominal size of unfiltered chunks).
+    hsize_t offset[8] = {}, stored = 0;
+    for (int k = 0; k < rank; ++k) offset[k] = at[k] * chunk[k];
+    unsigned mask = 0;
+    haddr_t addr = HADDR_UNDEF;
+    if (H5Dget_chunk_info_by_coord(dataset, offset, &mask, &addr, &stored) < 0 || addr == HADDR_UNDEF) {
+      H5Eclear2(H5E_DEFAULT);  // never written
+      stored = 0;
+    }
+    if (stored != 0 && stored != bytes) {
+      std::string where;
+      for (int k = 0; k < rank; ++k) where += (k ? ", " : "") + std::to_string(offset[k]);
+      return "the chunk at (" + where + ") stores " + std::to_string(stored) + " bytes for a chunk of " +
+             std::to_string(bytes);
+    }
+    int k = rank - 1;
+    while (k >= 0 && at[k] == last[k]) at[k] = first[k], --k;
+    if (k < 0) return "";
+    ++at[k];
+  }
+}
+
 hid_t file_access_plist() {
   hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
   // HDF5 >= 1.10 takes an flock on open; it fails on some network file systems and blocks a reader
@@ -844,6 +889,8 @@ TensorFileReader::TensorFileReader(const std::filesystem::path& path) : impl_(st
       m.last_ts.resize(static_cast<std::size_t>(dims[0]));
       if (dims[0] > 0) {
         const hsize_t start[1] = {0}, count[1] = {dims[0]};
+        if (const std::string bad = short_raw_chunk(ts.get(), 1, start, count); !bad.empty())
+          m.format_error("dataset 'last_timestamps': " + bad);
         Hid mspace(H5Screate_simple(1, count, nullptr), H5Sclose);
         if (H5Sselect_hyperslab(tspace.get(), H5S_SELECT_SET, start, nullptr, count, nullptr) < 0 ||
             H5Dread(ts.get(), H5T_NATIVE_INT64, mspace.get(), tspace.get(), H5P_DEFAULT, m.last_ts.data()) <
@@ -1011,6 +1058,8 @@ void TensorFileReader::Impl::fetch(std::int64_t first, std::int64_t count, std::
     const hsize_t cnt[4] = {static_cast<hsize_t>(count), static_cast<hsize_t>(info.channels),
                             static_cast<hsize_t>(info.height), static_cast<hsize_t>(info.width)};
     Hid mspace(H5Screate_simple(4, cnt, nullptr), H5Sclose);
+    if (const std::string bad = short_raw_chunk(data.get(), 4, start, cnt); !bad.empty())
+      throw_format_error(path, -1, "dataset 'data': " + bad);
     if (H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, start, nullptr, cnt, nullptr) < 0 ||
         H5Dread(data.get(), mem_type, mspace.get(), fspace.get(), H5P_DEFAULT, dst) < 0)
       hdf5_format_error(

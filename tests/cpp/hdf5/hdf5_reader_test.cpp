@@ -556,5 +556,93 @@ TEST_F(Hdf5Files, TriggersDeclaredWithoutStorageAreAFormatError) {
   EXPECT_EQ(EventReader::open(path, no_triggers)->load_all().size(), 0u);
 }
 
+// Found by fuzzing (tests/fuzz/regressions/hdf5_attributes/triggers-short-raw-chunk): libhdf5 1.10 copies
+// a whole chunk out of what it read without checking there were that many bytes, so an unfiltered chunk
+// stored shorter than the chunk made H5Dread read past libhdf5's own buffer. The reader checks the stored
+// size of such chunks before HDF5 reads them.
+TEST_F(Hdf5Files, ShortUnfilteredChunksAreFormatErrors) {
+  const auto path = file("short_chunk.hdf5");
+  auto write_short = [&](bool triggers) {
+    detail::Hdf5Lock lock;
+    h5::Handle f = h5::file(H5Fcreate(path.string().c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
+    h5::Handle cd = h5::group(H5Gcreate2(f.get(), "/CD", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    h5::Handle ext = h5::group(H5Gcreate2(f.get(), "/EXT_TRIGGER", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    h5::Handle dcpl = h5::plist(H5Pcreate(H5P_DATASET_CREATE));
+    const hsize_t chunk[1] = {16}, dims[1] = {3}, maxdims[1] = {H5S_UNLIMITED};
+    H5Pset_chunk(dcpl.get(), 1, chunk);
+    h5::Handle s = h5::space(H5Screate_simple(1, dims, maxdims));
+    // Events in another field order (so that HDF5 reads them), or Metavision's triggers.
+    h5::Handle et = h5::type(H5Tcreate(H5T_COMPOUND, 16));
+    H5Tinsert(et.get(), "t", 0, H5T_STD_I64LE);
+    H5Tinsert(et.get(), "x", 8, H5T_STD_U16LE);
+    H5Tinsert(et.get(), "y", 10, H5T_STD_U16LE);
+    H5Tinsert(et.get(), "p", 12, H5T_STD_I16LE);
+    h5::Handle tt = h5::trigger_type();
+    h5::Handle e = h5::dataset(
+        H5Dcreate2(f.get(), "/CD/events", et.get(), s.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT));
+    h5::Handle t = h5::dataset(
+        H5Dcreate2(f.get(), "/EXT_TRIGGER/events", tt.get(), s.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT));
+    std::vector<std::byte> bytes(93);  // 3 records need 48 (events) or 72 (triggers); a chunk holds 16
+    const hsize_t offset[1] = {0};
+    ASSERT_GE(H5Dwrite_chunk((triggers ? t : e).get(), H5P_DEFAULT, 0, offset, bytes.size(), bytes.data()),
+              0);
+  };
+  write_short(true);
+  try {
+    (void)EventReader::open(path, test::memory_index());
+    ADD_FAILURE() << "short trigger chunk accepted";
+  } catch (const FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("/EXT_TRIGGER/events chunk 0 stores 93 bytes for a chunk of 384"),
+              std::string::npos)
+        << e.what();
+  }
+  write_short(false);
+  try {
+    (void)test::read_all_events(path);
+    ADD_FAILURE() << "short event chunk accepted";
+  } catch (const FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("/CD/events chunk 0 stores 93 bytes for a chunk of 256"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+// Found by fuzzing (tests/fuzz/regressions/hdf5_attributes/ecf-short-chunk-through-h5dread): ECF chunks
+// of a dataset in another record layout went through H5Dread and the registered filter, where a chunk
+// announcing fewer events than the chunk holds made libhdf5 read past the filter's output. ECF decodes to
+// Metavision's 16-byte records only, so such datasets are refused.
+TEST_F(Hdf5Files, EcfOnlyOnMetavisionRecords) {
+  const auto path = file("ecf_other_layout.hdf5");
+  {
+    ASSERT_TRUE(ecf::register_filter());
+    detail::Hdf5Lock lock;
+    h5::Handle f = h5::file(H5Fcreate(path.string().c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
+    h5::Handle cd = h5::group(H5Gcreate2(f.get(), "/CD", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    h5::Handle dcpl = h5::plist(H5Pcreate(H5P_DATASET_CREATE));
+    const hsize_t chunk[1] = {16}, dims[1] = {16};
+    H5Pset_chunk(dcpl.get(), 1, chunk);
+    H5Pset_filter(dcpl.get(), static_cast<H5Z_filter_t>(ecf::kFilterId), H5Z_FLAG_OPTIONAL, 0, nullptr);
+    h5::Handle s = h5::space(H5Screate_simple(1, dims, nullptr));
+    h5::Handle et = h5::type(H5Tcreate(H5T_COMPOUND, 16));
+    H5Tinsert(et.get(), "t", 0, H5T_STD_I64LE);
+    H5Tinsert(et.get(), "x", 8, H5T_STD_U16LE);
+    H5Tinsert(et.get(), "y", 10, H5T_STD_U16LE);
+    H5Tinsert(et.get(), "p", 12, H5T_STD_I16LE);
+    h5::Handle e = h5::dataset(
+        H5Dcreate2(f.get(), "/CD/events", et.get(), s.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT));
+    std::vector<std::byte> chunk_bytes;
+    ecf::encode(test::random_events(5, 3), chunk_bytes);  // 5 events where the chunk holds 16
+    const hsize_t offset[1] = {0};
+    ASSERT_GE(H5Dwrite_chunk(e.get(), H5P_DEFAULT, 0, offset, chunk_bytes.size(), chunk_bytes.data()), 0);
+  }
+  try {
+    (void)EventReader::open(path, test::memory_index());
+    ADD_FAILURE() << "ECF in another record layout accepted";
+  } catch (const FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("ECF filter is only supported alone"), std::string::npos)
+        << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace evloader

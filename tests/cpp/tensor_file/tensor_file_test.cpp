@@ -629,6 +629,60 @@ TEST(TensorFile, LastTimestampsAreReadForTheFramesOnly) {
   EXPECT_EQ(r.duration(), 20);
 }
 
+// Found by fuzzing: libhdf5 1.10 copies a whole chunk out of what it read without checking there were
+// that many bytes, so an unfiltered chunk stored shorter than the chunk made H5Dread read past its own
+// buffer (frames read through the fallback path, last_timestamps). Such chunks are FormatErrors now.
+TEST(TensorFile, ShortUnfilteredChunksAreFormatErrors) {
+  const auto path = temp_file("short_chunk.h5");
+  auto short_chunk = [](hid_t dataset, std::size_t bytes) {
+    std::vector<std::byte> raw(bytes);
+    const hsize_t offset[4] = {0, 0, 0, 0};
+    return H5Dwrite_chunk(dataset, H5P_DEFAULT, 0, offset, raw.size(), raw.data());
+  };
+  {  // big-endian frames (the fallback path), frame 0 stored with 10 of its 16 bytes
+    H5Id file{H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose};
+    const hsize_t dims[4] = {2, 1, 2, 2}, chunk[4] = {1, 1, 2, 2};
+    H5Id space{H5Screate_simple(4, dims, nullptr), H5Sclose};
+    H5Id dcpl{H5Pcreate(H5P_DATASET_CREATE), H5Pclose};
+    H5Pset_chunk(dcpl.id, 4, chunk);
+    H5Id data{H5Dcreate2(file.id, "data", H5T_IEEE_F32BE, space.id, H5P_DEFAULT, dcpl.id, H5P_DEFAULT),
+              H5Dclose};
+    put_fixed_string(data.id, "events_to_tensor", "histo");
+    put_u32(data.id, "delta_t", 1000);
+    ASSERT_GE(short_chunk(data.id, 10), 0);
+  }
+  {
+    TensorFileReader r(path);
+    std::vector<float> out(8);
+    try {
+      r.read_frames(0, 2, 0, 0, out);
+      ADD_FAILURE() << "short chunk read";
+    } catch (const FormatError& e) {
+      EXPECT_NE(std::string(e.what()).find("the chunk at (0, 0, 0, 0) stores 10 bytes for a chunk of 16"),
+                std::string::npos)
+          << e.what();
+    }
+    std::vector<float> second(4, 1.f);
+    r.read_frames(1, 1, 0, 0, second);  // never written: zeros
+    EXPECT_EQ(second, std::vector<float>(4, 0.f));
+  }  // closed: the file is rewritten below
+
+  write_declared(path, 2, 1, 2, 2, [&](hid_t file, hid_t data) {
+    put_vlen_string(data, "mode", "n_events");
+    const hsize_t dims[1] = {4}, chunk[1] = {4};
+    H5Id space{H5Screate_simple(1, dims, nullptr), H5Sclose};
+    H5Id dcpl{H5Pcreate(H5P_DATASET_CREATE), H5Pclose};
+    H5Pset_chunk(dcpl.id, 1, chunk);
+    H5Id ts{H5Dcreate2(file, "last_timestamps", H5T_STD_I64LE, space.id, H5P_DEFAULT, dcpl.id, H5P_DEFAULT),
+            H5Dclose};
+    std::vector<std::byte> raw(12);  // 4 timestamps need 32 bytes
+    const hsize_t offset[1] = {0};
+    ASSERT_GE(H5Dwrite_chunk(ts.id, H5P_DEFAULT, 0, offset, raw.size(), raw.data()), 0);
+  });
+  expect_error_naming<FormatError>(path,
+                                   "'last_timestamps': the chunk at (0) stores 12 bytes for a chunk of 32");
+}
+
 TEST(TensorFile, NegativeNEventsIsAFormatError) {
   const auto path = temp_file("negative_n_events.h5");
   write_declared(path, 1, 1, 2, 2, [](hid_t, hid_t data) {
