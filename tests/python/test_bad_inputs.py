@@ -717,22 +717,59 @@ def test_sequential_loader_parameters(recordings):
             ({"durations": [5]}, ValueError, "1 durations given for 2 files")]:
         with pytest.raises(error, match=pattern):
             _sequential(files, **kwargs)
-    folder = os.path.dirname(files[0])
-    with pytest.raises(FileNotFoundError, match="no such recording"):
-        _sequential([files[0], folder])
-    # Kernel kwargs are checked when the kernel is made: at the first batch, not at construction.
+    with pytest.raises(FileNotFoundError, match=r"missing\.raw: no such recording"):
+        _sequential([files[0], os.path.join(os.path.dirname(files[0]), "missing.raw")])
+
+
+def test_sequential_loader_directory_in_the_list_says_it_is_one(recordings):
+    folder = os.path.dirname(recordings["a.raw"])
+    with pytest.raises(IsADirectoryError, match=r"is a directory, not a recording.*list the ones in it") as caught:
+        _sequential([recordings["a.raw"], folder])
+    assert folder in str(caught.value)
+
+
+def _cd(files, preprocess="histo", **kwargs):
+    pytest.importorskip("torch")
+    from evloader.data.cd_processor_dataset import CDProcessorDataLoader
+
+    kwargs.setdefault("num_workers", 1)
+    return CDProcessorDataLoader(files, "delta_t", 10_000, 0, None, preprocess, 2, 2, **kwargs)
+
+
+@pytest.mark.parametrize("make", ["sequential", "cd"])
+def test_loader_kernel_kwargs_are_checked_at_construction(recordings, make):
+    files = [recordings["a.raw"], recordings["b.raw"]]
+    build = (lambda **kw: _sequential(files, **kw)) if make == "sequential" else (lambda **kw: _cd(files, **kw))
+    # The C++ registry's own messages: the loaders make the kernel once at construction, as their engines do.
     for kwargs, pattern in [({"max_incr_per_pixel": -3}, "histo: max_incr_per_pixel must be > 0"),
-                            ({"bogus": 3}, "histo: unknown kwarg 'bogus'")]:
-        loader = _sequential(files, preprocess_kwargs=kwargs)
+                            ({"bogus": 3}, "histo: unknown kwarg 'bogus'"),
+                            ({"max_incr_per_pixel": "five"}, "max_incr_per_pixel"),
+                            ({"max_incr_per_pixel": [5]}, "max_incr_per_pixel"),
+                            ({"max_incr_per_pixel": 2 ** 70}, "max_incr_per_pixel")]:
         with pytest.raises(evloader.ConfigError, match=pattern):
-            next(iter(loader))
+            build(preprocess_kwargs=kwargs)
+    with pytest.raises(evloader.ConfigError, match="keys must be strings"):
+        build(preprocess_kwargs={3: 5})
+    with pytest.raises(evloader.ConfigError, match="event_cube: .*split_polarity"):
+        build(preprocess="event_cube", preprocess_kwargs={"split_polarity": "yes"},
+              **({"array_dim": (4, 6, H, W)} if make == "sequential" else {}))
+    # Valid kwargs, numpy scalars included (as the preprocessing functions take them), give batches; the
+    # registry's preprocess_dtype is dropped (the loaders deliver float32).
+    loader = build(preprocess_kwargs={"max_incr_per_pixel": np.int64(2), "preprocess_dtype": np.float64})
+    batch = next(iter(loader))
+    assert batch["inputs"].dtype.is_floating_point and float(batch["inputs"].max()) <= 1.0
+    assert float(batch["inputs"].max()) > 0
 
 
-@pytest.mark.xfail(reason="BUG (sequential_dataset.py): SequentialDataLoader takes any time_origin and reads "
-                          "absolute time, where the CDProcessorDataLoader and open_reader raise", strict=False)
 def test_sequential_loader_time_origin_is_checked(recordings):
-    with pytest.raises(ValueError, match="time_origin"):
-        _sequential([recordings["a.raw"], recordings["b.raw"]], time_origin="x")
+    files = [recordings["a.raw"], recordings["b.raw"]]
+    for origin in ("x", "Absolute", None, 0):
+        with pytest.raises(evloader.ConfigError, match="time_origin must be 'absolute' or 'metavision'"):
+            _sequential(files, time_origin=origin)
+        with pytest.raises(evloader.ConfigError, match="time_origin must be 'absolute' or 'metavision'"):
+            _cd(files, time_origin=origin)
+    for origin in ("absolute", "metavision"):
+        assert len(_sequential(files, time_origin=origin)) > 0
 
 
 def test_empty_recording_in_a_slot_warns_that_the_schedule_is_empty(recordings):
@@ -765,13 +802,20 @@ def test_cd_loader_streams_past_an_empty_recording(recordings):
     assert len(CDProcessorDataLoader([empty], "delta_t", 10_000, 0, None, "histo", 2, 1)) == 0
 
 
-@pytest.mark.xfail(reason="BUG (sequential_dataset.py): only the first recording's sensor size is checked; "
-                          "events of a larger recording later in the list fall outside the tensor and are "
-                          "silently dropped (the CDProcessorDataLoader area-downscales or refuses instead)",
-                   strict=False)
 def test_sequential_loader_mixed_sensor_sizes_are_refused(recordings):
-    with pytest.raises(ValueError, match=r"big\.raw"):
-        _sequential([recordings["a.raw"], recordings["big.raw"]])
+    a, b, big = recordings["a.raw"], recordings["b.raw"], recordings["big.raw"]
+    # One downsampling factor for all recordings (metavision_ml's, from the first): a larger sensor would lose
+    # its events outside the tensor, a smaller one would fill a corner of it.
+    with pytest.raises(evloader.ConfigError,
+                       match=r"big\.raw: sensor size 96x128 differs from the 48x64 of .*a\.raw.*factor 0.*"
+                             r"outside the tensor.*CDProcessorDataLoader"):
+        _sequential([a, b, big], batch_size=1)
+    with pytest.raises(evloader.ConfigError,
+                       match=r"a\.raw: sensor size 48x64 differs from the 96x128 of .*big\.raw.*factor 1.*corner"):
+        _sequential([big, a])
+    # One size: fine, downsampled or not.
+    assert _sequential([big, big]).dataset.downsampling_factor == 1
+    assert _sequential([big, big], array_dim=(4, 2, 2 * H, 2 * W)).dataset.downsampling_factor == 0
 
 
 def test_cd_loader_mixed_sensor_sizes(recordings):

@@ -35,18 +35,12 @@ from .. import _core
 from .device import DeviceMixin
 from .scheduler import FileMetadata, is_precomputed
 from .sequential_dataset import (_check_generation, _file_sizes, _mask_bytes, _shrunk, _transform_sequence,
-                                 load_labels_stub)
+                                 load_labels_stub, native_kernel_kwargs, time_origin_value)
 
 MODES = ("delta_t", "n_events", "mixed")
 PADDING_MODES = ("zeros", "data")
 
 _ERRORS = {"io": _core.IoError, "format": _core.FormatError, "config": _core.ConfigError}
-
-
-def _time_origin(name: str):
-    if name not in ("absolute", "metavision"):
-        raise ValueError(f"time_origin must be 'absolute' or 'metavision', got {name!r}")
-    return _core.TimeOrigin.metavision if name == "metavision" else _core.TimeOrigin.absolute
 
 
 class RecordingPlan:
@@ -179,7 +173,7 @@ class CDProcessorDataLoader(DeviceMixin):
         self.prefetch = int(prefetch)
         self.pin_memory = pin_memory
         self.device = device
-        self._origin = _time_origin(time_origin)
+        self._origin = time_origin_value(time_origin)
 
         from .. import preprocessing
 
@@ -188,7 +182,9 @@ class CDProcessorDataLoader(DeviceMixin):
         self.preprocess_kwargs = dict(preprocess_kwargs or {})
         self.preprocess_kwargs.pop("preprocess_dtype", None)  # the loader always delivers float32
         self._python_kernel = None
-        if not preprocessing.is_native_preprocessing(preprocess_function_name):
+        if preprocessing.is_native_preprocessing(preprocess_function_name):
+            self.preprocess_kwargs = native_kernel_kwargs(preprocess_function_name, self.preprocess_kwargs)
+        else:
             self._python_kernel = _python_kernel(entry, self.preprocess_kwargs)
 
         self._sizes = _file_sizes(files)  # before planning: a file cut afterwards is caught (see _check_files)

@@ -28,6 +28,41 @@ def load_labels_stub(metadata, start_time, duration, tensor):
     return [torch.empty(0) for _ in range(n)], np.zeros(n, dtype=bool)
 
 
+TIME_ORIGINS = ("absolute", "metavision")
+
+
+def time_origin_value(name) -> "_core.TimeOrigin":
+    """The engine's clock for a loader's ``time_origin``. Anything else is a ConfigError (a ValueError), as in
+    open_reader: a typo must not read on the default clock in silence."""
+    if not isinstance(name, str) or name not in TIME_ORIGINS:
+        raise _core.ConfigError(f"time_origin must be 'absolute' or 'metavision', got {name!r}")
+    return _core.TimeOrigin.metavision if name == "metavision" else _core.TimeOrigin.absolute
+
+
+def native_kernel_kwargs(name: str, kwargs: dict) -> dict:
+    """``kwargs`` of a C++ preprocessing as the engines take them (plain Python values), checked now by making
+    the kernel once, as the engines do when they start: a bad kwarg (out of range, unknown, wrong type) raises
+    its ConfigError at construction instead of at the first batch, and the rules stay in the C++ registry."""
+    from ..preprocessing import _kwarg_value
+
+    for key in kwargs:
+        if not isinstance(key, str):
+            raise _core.ConfigError(f"{name}: preprocess_kwargs keys must be strings, got {key!r}")
+    plain = {key: _kwarg_value(key, value) for key, value in kwargs.items()}
+    _core.make_preprocessor(name, plain)
+    return plain
+
+
+def _recording_path(path: str) -> str:
+    """``path`` if it is a file; otherwise an OSError saying what it is (a folder is not a missing file)."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path}: is a directory, not a recording; the loader takes recording files: "
+                                "list the ones in it (e.g. sorted(glob.glob(os.path.join(folder, '*.raw'))))")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such recording")
+    return path
+
+
 def _mask_bytes(mask, num_tbins: int, where: str) -> bytes:
     mask = np.asarray(mask, dtype=bool).reshape(-1)
     if mask.size != num_tbins:
@@ -111,8 +146,7 @@ class SequentialDataset:
         if not files:
             raise ValueError("SequentialDataLoader: the list of files is empty")
         for f in files:
-            if not os.path.isfile(f):
-                raise FileNotFoundError(f"{f}: no such recording")
+            _recording_path(f)
         self._sizes = _file_sizes(files)
         if len(array_dim) != 4:
             raise ValueError(f"array_dim must be [num_tbins, channels, height, width], got {array_dim}")
@@ -126,27 +160,18 @@ class SequentialDataset:
         self.preprocess_function_name = preprocess_function_name
         self.load_labels = load_labels
         self.transforms = transforms
+        time_origin_value(time_origin)  # checked now, not when the engine starts
         self.time_origin = time_origin
         self.precomputed = [is_precomputed(f) for f in files]
 
         self.preprocess_kwargs = dict(preprocess_kwargs or {})
         self.preprocess_kwargs.pop("preprocess_dtype", None)  # the loader always delivers float32
         self._python_kernel = None
-        python_kernel = None
-        if not all(self.precomputed):
-            python_kernel = self._prepare_kernel(preprocess_function_name, channels)
+        # Checked even when every file is precomputed: the engine makes the kernel anyway (and metavision_ml
+        # looks the name up in every case).
+        python_kernel = self._prepare_kernel(preprocess_function_name, channels)
 
-        # Sensor size and the downsampling factor (a power of two, the same in both directions).
-        self.original_size = get_original_size_file(files[0])
-        orig_h, orig_w = self.original_size
-        self.downsampling_factor = 0
-        if orig_h and orig_w:
-            ratio_h, ratio_w = orig_h / height, orig_w / width
-            ds = math.log2(ratio_w) if ratio_w > 0 else -1
-            if ratio_h != ratio_w or ds != int(ds) or ds < 0:
-                raise ValueError(f"{files[0]}: array_dim {height}x{width} is not the sensor size "
-                                 f"{orig_h}x{orig_w} divided by a power of two")
-            self.downsampling_factor = int(ds)
+        self.original_size, self.downsampling_factor = self._downsampling(files, height, width)
         if python_kernel is not None:
             self._python_kernel = _python_kernel(*python_kernel, self.downsampling_factor)
 
@@ -165,16 +190,56 @@ class SequentialDataset:
         self._path_index = {f: i for i, f in enumerate(files)}
 
     def _prepare_kernel(self, name: str, channels: int):
-        """Checks the preprocessing; (function, kwargs) of a Python one, None for a C++ one."""
+        """Checks the preprocessing and its kwargs; (function, kwargs) of a Python one, None for a C++ one."""
         from .. import preprocessing
 
         entry = preprocessing.get_preprocess_dict(name)  # ValueError for unknown names
         if entry["cin"] != channels and name not in ("event_cube", "multi_channel_timesurface"):
             raise ValueError(f"preprocessing {name!r} has {entry['cin']} channels, array_dim asks for {channels}")
         if preprocessing.is_native_preprocessing(name):
+            self.preprocess_kwargs = native_kernel_kwargs(name, self.preprocess_kwargs)
             return None
         kwargs = {k: v for k, v in {**entry["kwargs"], **self.preprocess_kwargs}.items() if k != "preprocess_dtype"}
         return entry["events_to_tensor"], kwargs
+
+    def _downsampling(self, files, height: int, width: int):
+        """(sensor size, downsampling factor) for array_dim's height and width.
+
+        As in metavision_ml, the factor is that of the first recording (a power of two, the same in both
+        directions), and the engine applies it to every event recording (x >> ds, y >> ds). A recording of
+        another sensor size would come out wrong without a word: the events of a larger sensor outside the
+        tensor dropped, those of a smaller one in a corner of it. So every event recording that tells its size
+        must have the first one's (precomputed tensor files are resized per file, and checked on their own)."""
+        sizes = {}
+
+        def size_of(path):
+            if path not in sizes:
+                sizes[path] = get_original_size_file(path)
+            return sizes[path]
+
+        # The first recording that tells its size sets the factor (a DAT file without header does not).
+        reference = next((f for f in files if all(size_of(f))), None)
+        if reference is None:
+            return size_of(files[0]), 0
+        orig_h, orig_w = size_of(reference)
+        ratio_h, ratio_w = orig_h / height, orig_w / width
+        ds = math.log2(ratio_w) if ratio_w > 0 else -1
+        if ratio_h != ratio_w or ds != int(ds) or ds < 0:
+            raise ValueError(f"{reference}: array_dim {height}x{width} is not the sensor size "
+                             f"{orig_h}x{orig_w} divided by a power of two")
+        ds = int(ds)
+        for path, precomputed in zip(files, self.precomputed):
+            h, w = (None, None) if precomputed else size_of(path)
+            if h and w and (h, w) != (orig_h, orig_w):
+                raise _core.ConfigError(
+                    f"{path}: sensor size {h}x{w} differs from the {orig_h}x{orig_w} of {reference}, whose "
+                    f"downsampling factor {ds} (to array_dim {height}x{width}) applies to every recording: the "
+                    f"events of {os.path.basename(path)} would "
+                    + ("fall outside the tensor and be dropped" if h > orig_h or w > orig_w
+                       else "fill only a corner of the tensor")
+                    + ". Give recordings of one sensor size (one loader per size), or use the "
+                    "CDProcessorDataLoader, which area-downscales larger sensors to its height and width")
+        return (orig_h, orig_w), ds
 
     # --- metavision_ml's dataset API -------------------------------------------------------------
     def __len__(self) -> int:
@@ -232,7 +297,7 @@ class SequentialDataset:
         return labels, _mask_bytes(mask, self.num_tbins, where)
 
     def make_engine(self, num_workers: int, prefetch: int):
-        origin = _core.TimeOrigin.metavision if self.time_origin == "metavision" else _core.TimeOrigin.absolute
+        origin = time_origin_value(self.time_origin)
         num_tbins, channels, height, width = self.array_dim
         return _core.LoaderEngine(
             self.scheduler._schedule, self.files, self.precomputed,
