@@ -24,6 +24,8 @@ results="$build/results.tsv"
 [ -f "$results" ] || printf 'date\tharness\texecutions\tseconds\texec_per_s\tcorpus\tstatus\n' >"$results"
 # The readers write time-index sidecars: keep them out of the user's cache.
 export EVLOADER_CACHE_DIR="$build/cache"
+# Harnesses that parse paths write their input to a temporary file: keep those in memory when possible.
+if [ -d /dev/shm ] && [ -w /dev/shm ]; then export TMPDIR=${FUZZ_TMPDIR:-/dev/shm}; fi
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 
