@@ -4,7 +4,8 @@
 // that claims to be complete) or throws FormatError; the reader either opens and returns exactly what the
 // decoder makes of the data, through loads, seeks and the index summaries, or throws FormatError.
 //
-// Input layout: [flags u8][seek u16][count u16] then the file's bytes. flags: bit 0 raise on violations,
+// Input layout: [flags u8][seek u16][count u16] then the file's bytes (count bits 14-15 both set: the data
+// part repeated past 256 KiB, the reader's block). flags: bit 0 raise on violations,
 // bit 1 Metavision time origin, bit 2 decode triggers, bits 3-4 override (none, encoding from bits 5-6,
 // geometry 640x480, EVT 2.1 legacy order), bit 7 a header line padded to end exactly at byte 4096 (the
 // reader reads headers in 4 KiB steps).
@@ -180,6 +181,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* raw, std::size_t size)
     bytes.assign(pad.begin(), pad.end());
   }
   bytes.insert(bytes.end(), payload.begin(), payload.end());
+  if ((count & 0xC000) == 0xC000) {
+    // The data repeated past one reader block (256 KiB): the index gets several entries, and seeks
+    // restore decoder states saved mid-file.
+    std::size_t data_at = 0;
+    try {
+      bool ignored = false;
+      data_at =
+          parse_header({reinterpret_cast<const std::byte*>(bytes.data()), bytes.size()}, ignored).data_offset;
+    } catch (const FormatError&) {
+    }
+    const std::vector<std::uint8_t> data(bytes.begin() + static_cast<long>(data_at), bytes.end());
+    const std::size_t target = 256 * 1024 + 1 + seek % 4096;
+    while (!data.empty() && bytes.size() < target) bytes.insert(bytes.end(), data.begin(), data.end());
+  }
   const std::span<const std::byte> file_bytes(reinterpret_cast<const std::byte*>(bytes.data()), bytes.size());
 
   const bool raise = (flags & 1) != 0;

@@ -265,6 +265,7 @@ def make(out_dir: pathlib.Path, real_dir: Optional[pathlib.Path]) -> None:
         raw = write_raw(enc, 640, 480, ev, tr)
         _put(folder, f"writer_{enc}", header_prefix(0b100, 3, 10) + raw)
         _put(folder, f"writer_{enc}_raise_metavision", header_prefix(0b011, 40, 3) + raw)
+        _put(folder, f"writer_{enc}_repeated_past_a_block", header_prefix(0b100, 77, 0xC000 | 33) + raw)
         if enc == "evt21":
             raw = write_raw(enc, 640, 480, ev, tr, legacy=True)
             _put(folder, "writer_evt21_legacy", header_prefix(0b100, 7, 5) + raw)
