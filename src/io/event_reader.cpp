@@ -46,9 +46,19 @@ bool folder_accepts_files(const std::filesystem::path& file) {
   return (mode & (P::owner_write | P::group_write | P::others_write)) != P::none;
 }
 
+// Times and the Metavision shift come from files: arithmetic on them saturates instead of overflowing.
 Timestamp add_saturating(Timestamp a, Timestamp b) {
-  if (b > 0 && a > std::numeric_limits<Timestamp>::max() - b) return std::numeric_limits<Timestamp>::max();
-  return a + b;
+  Timestamp r;
+  if (__builtin_add_overflow(a, b, &r))
+    return b > 0 ? std::numeric_limits<Timestamp>::max() : std::numeric_limits<Timestamp>::min();
+  return r;
+}
+
+Timestamp sub_saturating(Timestamp a, Timestamp b) {
+  Timestamp r;
+  if (__builtin_sub_overflow(a, b, &r))
+    return b < 0 ? std::numeric_limits<Timestamp>::max() : std::numeric_limits<Timestamp>::min();
+  return r;
 }
 
 }  // namespace
@@ -79,8 +89,10 @@ void EventReader::finish_open() {
 
 void EventReader::apply_shift(std::size_t cd_from, std::size_t trig_from) {
   if (shift_ == 0) return;
-  for (std::size_t i = cd_from; i < pending_.size(); ++i) pending_[i].t -= shift_;
-  for (std::size_t i = trig_from; i < triggers_.size(); ++i) triggers_[i].t -= shift_;
+  // Saturating: the shift comes from the file (an HDF5 attribute may hold anything) and so do the times.
+  for (std::size_t i = cd_from; i < pending_.size(); ++i) pending_[i].t = sub_saturating(pending_[i].t, shift_);
+  for (std::size_t i = trig_from; i < triggers_.size(); ++i)
+    triggers_[i].t = sub_saturating(triggers_[i].t, shift_);
 }
 
 bool EventReader::fill() {
@@ -230,7 +242,7 @@ void EventReader::seek_event(std::uint64_t n) {
   if (fill()) {
     current_time_ = pending_[pending_pos_].t;
   } else if (index_->summary.event_count > 0) {
-    current_time_ = index_->summary.last_t - shift_;
+    current_time_ = sub_saturating(index_->summary.last_t, shift_);
   }
 }
 
@@ -351,12 +363,12 @@ std::uint64_t EventReader::trigger_count() {
 
 Timestamp EventReader::first_timestamp() {
   ensure_index();
-  return index_->summary.event_count ? index_->summary.first_t - shift_ : 0;
+  return index_->summary.event_count ? sub_saturating(index_->summary.first_t, shift_) : 0;
 }
 
 Timestamp EventReader::last_timestamp() {
   ensure_index();
-  return index_->summary.event_count ? index_->summary.last_t - shift_ : 0;
+  return index_->summary.event_count ? sub_saturating(index_->summary.last_t, shift_) : 0;
 }
 
 Timestamp EventReader::duration() { return last_timestamp() - first_timestamp(); }

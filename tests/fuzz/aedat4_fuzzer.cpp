@@ -67,8 +67,10 @@ struct Buf {
   template <class T>
   std::size_t put(T v) {
     const std::size_t at = b.size();
-    b.resize(at + sizeof(T));
-    std::memcpy(b.data() + at, &v, sizeof(T));
+    // insert, not resize + memcpy: g++ 12 -O3 warns (wrongly) about the latter (-Wstringop-overflow).
+    std::uint8_t bytes[sizeof(T)];
+    std::memcpy(bytes, &v, sizeof(T));
+    b.insert(b.end(), bytes, bytes + sizeof(T));
     return at;
   }
   template <class T>

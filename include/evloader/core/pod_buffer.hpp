@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <new>
 #include <span>
@@ -80,7 +81,10 @@ class PodBuffer {
 
   void reserve(std::size_t n) {
     if (n <= capacity_) return;
+    // A count from a hostile file must not wrap the byte size into a small allocation.
+    if (n > std::numeric_limits<std::size_t>::max() / sizeof(T)) throw std::bad_alloc();
     std::size_t grown = std::max(n, capacity_ + capacity_ / 2);
+    if (grown > std::numeric_limits<std::size_t>::max() / sizeof(T)) grown = n;
     std::unique_ptr<T, detail::FreeDeleter> fresh(static_cast<T*>(detail::allocate_bytes(grown * sizeof(T))));
     if (size_ != 0) std::memcpy(fresh.get(), data_.get(), size_ * sizeof(T));
     data_ = std::move(fresh);
@@ -89,6 +93,7 @@ class PodBuffer {
 
   /// Room for n more records after the current end; write them, then call commit(k) with k <= n.
   [[nodiscard]] T* prepare(std::size_t n) {
+    if (n > std::numeric_limits<std::size_t>::max() - size_) throw std::bad_alloc();
     reserve(size_ + n);
     return data_.get() + size_;
   }

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 namespace evloader {
 namespace {
 
@@ -48,3 +50,13 @@ TEST(PodBuffer, CopiesAreIndependent) {
 
 }  // namespace
 }  // namespace evloader
+
+TEST(PodBuffer, HugeReservationsThrowInsteadOfWrapping) {
+  evloader::PodBuffer<evloader::EventCD> buffer;
+  EXPECT_THROW(buffer.reserve(std::numeric_limits<std::size_t>::max() / 4), std::bad_alloc);
+  EXPECT_THROW(buffer.reserve((std::size_t{1} << 60) + 1), std::bad_alloc);
+  buffer.reserve(8);
+  buffer.commit(0);
+  EXPECT_THROW((void)buffer.prepare(std::numeric_limits<std::size_t>::max() - 2), std::bad_alloc);
+  EXPECT_GE(buffer.capacity(), 8u);
+}
