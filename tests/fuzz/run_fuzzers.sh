@@ -3,7 +3,8 @@
 # Runs every libFuzzer harness of a fuzz build (make fuzz-build) and records how many inputs each executed.
 #   tests/fuzz/run_fuzzers.sh BUILD_DIR [harness ...]
 # Environment: FUZZ_SECONDS (per harness, default 60), FUZZ_RUNS (stop after this many inputs; -1: time only),
-# FUZZ_JOBS (harnesses run at once, default 1), FUZZ_MAX_LEN (default 8192).
+# FUZZ_JOBS (harnesses run at once, default 1), FUZZ_MAX_LEN (default 8192), FUZZ_WORKERS (processes per
+# harness, default 1; FUZZ_WORKERS_<name> overrides it for one harness: slow harnesses get more cores).
 # Per harness the corpus grows in BUILD_DIR/corpus/<name> (seeded from the committed corpus, BUILD_DIR/seeds
 # and the kept reproducers); crashes land in BUILD_DIR/findings/; BUILD_DIR/results.tsv gets one line per run:
 # date, harness, executions, seconds, exec/s, corpus size, status.
@@ -37,14 +38,24 @@ run_one() {
   [ -f "$here/dict/$name.dict" ] && dict=(-dict="$here/dict/$name.dict")
   local extra=()
   for d in "$here/corpus/$name" "$build/seeds/$name" "$here/regressions/$name"; do [ -d "$d" ] && extra+=("$d"); done
+  local workers_var="FUZZ_WORKERS_$name"
+  local workers=${!workers_var:-${FUZZ_WORKERS:-1}}
   local start status=ok
   start=$(date +%s)
-  "$bin" "${dict[@]}" -max_len="$max_len" -max_total_time="$seconds" -runs="$runs" -rss_limit_mb=2048 \
-    -malloc_limit_mb=1024 -timeout=10 -print_final_stats=1 -artifact_prefix="$build/findings/$name-" \
-    "$corpus" "${extra[@]}" >"$log" 2>&1 || status=finding
+  # Several processes on one harness share its corpus folder; each counts its own executions.
+  local w pids=()
+  for ((w = 0; w < workers; w++)); do
+    "$bin" "${dict[@]}" -max_len="$max_len" -max_total_time="$seconds" -runs="$runs" -rss_limit_mb=2048 \
+      -malloc_limit_mb=1024 -timeout=10 -print_final_stats=1 -seed=$((w + 1)) \
+      -artifact_prefix="$build/findings/$name-" "$corpus" "${extra[@]}" >"$log.$w" 2>&1 &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || status=finding; done
+  cat "$log".* >"$log" && rm -f "$log".*
   local took=$(( $(date +%s) - start ))
   local execs
-  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || echo 0)
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | awk '{s += $1} END {print s + 0}')
+  execs=${execs:-0}
   local files
   files=$(find "$corpus" -type f | wc -l)
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$name" "$execs" "$took" \
