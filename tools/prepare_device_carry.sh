@@ -29,7 +29,7 @@ for bin in "${bins[@]}"; do
   strip --strip-debug -o "$carry/fuzz/tests/fuzz/$(basename "$bin")" "$bin"
 done
 ldd "${bins[@]}" | awk '/=> \// {print $3}' | sort -u |
-  grep -vE '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*)\.so' | while read -r lib; do
+  grep -vE '/(libc|libm|libpthread|libdl|librt|libresolv|libnss[^/]*|libanl|libutil|ld-linux[^/]*)\.so' | while read -r lib; do
   cp -L "$lib" "$carry/fuzz/lib/"
 done
 if [ -d "$fuzz_build/seeds" ]; then cp -r "$fuzz_build/seeds" "$carry/fuzz/seeds"; fi
