@@ -83,16 +83,27 @@ void write_bytes(const std::filesystem::path& path, std::span<const std::uint8_t
 }
 
 // A folder of this process for the recordings, their sidecars and the index cache; removed at exit (the
-// path is never destroyed, so the exit handler can still use it).
+// path is never destroyed, so the exit handler can still use it), and by the next run when a crash or
+// libFuzzer's _Exit skipped that.
 const std::filesystem::path& scratch_dir() {
   static const auto* dir = [] {
+    const std::string prefix = "evloader_fuzz_tidx_";
+    std::error_code ec;
+    for (const auto& entry :
+         std::filesystem::directory_iterator(std::filesystem::temp_directory_path(), ec)) {
+      const std::string name = entry.path().filename().string();
+      if (name.rfind(prefix, 0) != 0) continue;
+      const std::string pid = name.substr(prefix.size());
+      if (!pid.empty() && !std::filesystem::exists("/proc/" + pid, ec))
+        std::filesystem::remove_all(entry.path(), ec);
+    }
     auto* d = new std::filesystem::path(std::filesystem::temp_directory_path() /
-                                        ("evloader_fuzz_tidx_" + std::to_string(::getpid())));
+                                        (prefix + std::to_string(::getpid())));
     std::filesystem::create_directories(*d);
     ::setenv("EVLOADER_CACHE_DIR", (*d / "cache").c_str(), 1);
     std::atexit([] {
-      std::error_code ec;
-      std::filesystem::remove_all(scratch_dir(), ec);
+      std::error_code error;
+      std::filesystem::remove_all(scratch_dir(), error);
     });
     return d;
   }();

@@ -9,17 +9,14 @@ ValueError naming the file, never KeyError/TypeError/AttributeError/UnicodeDecod
 
 `check(data)` is also what tests/python/test_fuzz_replay_python.py replays over the committed corpus and
 regressions (no atheris needed there)."""
-import atexit
 import os
-import shutil
 import sys
 import tempfile
 
 import numpy as np
 
-_DIR = tempfile.mkdtemp(prefix="evloader_fuzz_label_map_")
-_PATH = os.path.join(_DIR, "label_map_dictionary.json")
-atexit.register(shutil.rmtree, _DIR, True)
+# One file per process, removed after each input: atheris ends through libFuzzer's exit, which skips atexit.
+_PATH = os.path.join(tempfile.gettempdir(), f"evloader_fuzz_label_map_{os.getpid()}.json")
 
 
 def _expect_clean_error(error: ValueError) -> None:
@@ -43,6 +40,13 @@ def check(data: bytes) -> None:
 
     with open(_PATH, "wb") as f:
         f.write(data)
+    try:
+        _check_file(bp)
+    finally:
+        os.remove(_PATH)
+
+
+def _check_file(bp) -> None:
     try:
         label_map = bp.load_label_map(_PATH)
     except ValueError as e:
