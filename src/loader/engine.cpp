@@ -65,11 +65,9 @@ void Engine::start(std::size_t first) {
   }
   // Stays stopped when the filler or a thread cannot start: next() then ends the epoch instead of waiting.
   filler_->begin_epoch();
-  {
-    std::lock_guard lock(mutex_);
-    stopping_ = false;
-  }
   try {
+    std::lock_guard lock(mutex_);  // workers_ is only touched under the lock: stop() may come from any thread
+    stopping_ = false;
     for (int i = 0; i < options_.num_workers; ++i) workers_.emplace_back([this] { worker_loop(); });
   } catch (...) {
     stop();
@@ -78,15 +76,16 @@ void Engine::start(std::size_t first) {
 }
 
 void Engine::stop() noexcept {
+  std::vector<std::thread> workers;
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
+    workers.swap(workers_);  // a concurrent stop() finds none left to join
   }
   wake_workers_.notify_all();
   slot_done_.notify_all();
   wake_consumer_.notify_all();
-  for (auto& w : workers_) w.join();
-  workers_.clear();
+  for (auto& w : workers) w.join();
   std::map<std::size_t, InFlight> dropped;
   {
     std::lock_guard lock(mutex_);
@@ -154,16 +153,20 @@ void Engine::worker_loop() {
 }
 
 void Engine::produce_synchronously(std::size_t b) {
-  InFlight* f = nullptr;
+  // The batch is held here, not through its in_flight_ entry, which a stop() from another thread may drop.
+  std::shared_ptr<Batch> batch;
   {
     std::lock_guard lock(mutex_);
-    f = &in_flight(b);
-    if (f->error) std::rethrow_exception(f->error);
+    InFlight& f = in_flight(b);
+    if (f.error) std::rethrow_exception(f.error);
+    batch = f.batch;
   }
   for (int slot = 0; slot < shape_.batch_size; ++slot) {
-    filler_->fill(f->batch->items[static_cast<std::size_t>(slot)], slot, *f->batch);
+    filler_->fill(batch->items[static_cast<std::size_t>(slot)], slot, *batch);
     std::lock_guard lock(mutex_);
-    --f->pending;
+    auto it = in_flight_.find(b);
+    if (it == in_flight_.end()) return;  // stopped meanwhile: next() returns nullptr
+    --it->second.pending;
   }
 }
 
@@ -185,7 +188,7 @@ std::shared_ptr<Batch> Engine::next() {
     lock.lock();
   }
   wake_consumer_.wait(lock, [&] {
-    if (stopping_ && options_.num_workers > 0) return true;
+    if (stopping_) return true;
     auto it = in_flight_.find(consumed_);
     return it != in_flight_.end() && it->second.pending == 0;
   });

@@ -8,11 +8,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <memory>
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "evloader/core/error.hpp"
@@ -534,6 +537,72 @@ TEST(EngineStress, SlotLoadersCreatedAndDestroyedInALoop) {
   for (std::size_t k = 0; k < held.size(); ++k) {
     ASSERT_NE(held[k], nullptr);
     check_batch(reference(held_refs[k].first), *held[k], held_refs[k].second);
+  }
+}
+
+// Holds every fill until released, so that an engine can be stopped while fills are running.
+class GatedFiller final : public ItemFiller {
+ public:
+  void fill(const ScheduleItem& /*item*/, int slot, Batch& batch) override {
+    {
+      std::unique_lock lock(mutex_);
+      ++waiting_;
+      changed_.notify_all();
+      changed_.wait(lock, [&] { return open_; });
+    }
+    for (int t = 0; t < batch.shape().num_tbins; ++t)
+      std::fill_n(batch.data() + batch.offset(t, slot), batch.shape().item_frame(), 1.0f);
+  }
+  bool wait_for_a_fill() {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, std::chrono::seconds(20), [&] { return waiting_ > 0; });
+  }
+  void release() {
+    {
+      std::lock_guard lock(mutex_);
+      open_ = true;
+    }
+    changed_.notify_all();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  int waiting_ = 0;
+  bool open_ = false;
+};
+
+TEST(EngineStress, StopFromOtherThreadsWhileNextWaitsOrFills) {
+  const Reference& ref = reference(0);
+  for (int workers : kWorkers) {
+    SCOPED_TRACE(testing::Message() << workers << " workers");
+    auto filler = std::make_shared<GatedFiller>();
+    Engine engine(ref.schedule, shape_of(*ref.schedule), filler, {workers, 2});
+    engine.start();
+    std::shared_ptr<Batch> got;
+    // Without workers the consumer's own thread fills; with workers it waits for them.
+    std::thread consumer([&] { got = engine.next(); });
+    ASSERT_TRUE(filler->wait_for_a_fill());
+    // Two stops at once, while a fill is held: each returns, neither joins a thread twice, and the batch the
+    // consumer (or a worker) is filling is not freed under it.
+    std::thread stop1([&] { engine.stop(); });
+    std::thread stop2([&] { engine.stop(); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    filler->release();
+    stop1.join();
+    stop2.join();
+    consumer.join();
+    if (got) {  // only when it was complete before the stops took effect
+      EXPECT_EQ(got->index(), 0u);
+    }
+    EXPECT_EQ(engine.next(), nullptr);
+    engine.start();
+    std::size_t n = 0;
+    while (auto batch = engine.next()) {
+      EXPECT_EQ(batch->index(), n++);
+      EXPECT_EQ(batch->data()[batch->shape().elements() - 1], 1.0f);
+    }
+    EXPECT_EQ(n, ref.batches.size());
   }
 }
 
