@@ -415,7 +415,12 @@ void add_dataset(hid_t file, Recipe& r, FuzzInput& in) {
   const std::string path = kDatasetPaths[which];
   if (which == cd_events || which == cd_indexes) ensure_group(file, "/CD");
   if (which == trigger_events) ensure_group(file, "/EXT_TRIGGER");
-  H5 ds(H5Dcreate2(file, path.c_str(), type.id, space.id, H5P_DEFAULT, dcpl.id, H5P_DEFAULT), H5Dclose);
+  // No chunk cache while building: libhdf5 1.10 flushes a cached chunk (rows written earlier) from the
+  // shorter buffer of a raw chunk written over it later, reading past that buffer (found by this harness;
+  // a flaw of the builder's libhdf5 calls, not of evloader's readers).
+  H5 dapl(H5Pcreate(H5P_DATASET_ACCESS), H5Pclose);
+  H5Pset_chunk_cache(dapl.id, 0, 0, H5D_CHUNK_CACHE_W0_DEFAULT);
+  H5 ds(H5Dcreate2(file, path.c_str(), type.id, space.id, H5P_DEFAULT, dcpl.id, dapl.id), H5Dclose);
   H5Eclear2(H5E_DEFAULT);
   if (!ds.ok()) return;
   r.datasets[which] = std::move(ds);
@@ -563,7 +568,7 @@ std::optional<Recipe> build(FuzzInput& in, const std::filesystem::path& path) {
   evloader::detail::Hdf5Lock lock;
   H5 fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
   // In memory, written to `path` in one go on close (much faster than the sec2 driver's many writes).
-  H5Pset_fapl_core(fapl.id, 64 * 1024, true);
+  H5Pset_fapl_core(fapl.id, 4 << 20, true);  // large steps: growing a big dataset by 64 KiB reallocs was quadratic
   if (r.latest) H5Pset_libver_bounds(fapl.id, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
   H5 file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id), H5Fclose);
   FUZZ_CHECK(file.ok());
@@ -755,9 +760,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data_in, std::size_t s
   FuzzInput in(data_in, size);
   const auto peek = size ? data_in[0] : 0;
   const std::filesystem::path path = scratch_path(peek & 1);
-  largest_allocation = 0;
   std::optional<Recipe> recipe = build(in, path);
   if (!recipe) return 0;
+  largest_allocation = 0;  // the readers' allocations only (the builder's libhdf5 may grow big files)
   FuzzInput params(recipe->read_params.data(), recipe->read_params.size());
   if (recipe->event_file) {
     check_event_file(path, *recipe, params);
