@@ -568,7 +568,8 @@ std::optional<Recipe> build(FuzzInput& in, const std::filesystem::path& path) {
   evloader::detail::Hdf5Lock lock;
   H5 fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
   // In memory, written to `path` in one go on close (much faster than the sec2 driver's many writes).
-  H5Pset_fapl_core(fapl.id, 4 << 20, true);  // large steps: growing a big dataset by 64 KiB reallocs was quadratic
+  H5Pset_fapl_core(fapl.id, 4 << 20,
+                   true);  // large steps: growing a big dataset by 64 KiB reallocs was quadratic
   if (r.latest) H5Pset_libver_bounds(fapl.id, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
   H5 file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id), H5Fclose);
   FUZZ_CHECK(file.ok());
@@ -665,7 +666,8 @@ void check_tensor_file(const std::filesystem::path& path, const Recipe& r, FuzzI
   std::vector<float> floats(static_cast<std::size_t>(count) * frame_elems);
   try {
     reader->read_frames(first, count, 0, 0, floats);
-  } catch (const evloader::FormatError&) {
+  } catch (const evloader::FormatError& e) {
+    note(e.what());
     FUZZ_CHECK(false);  // read_raw of the same frames succeeded
   }
   if (info.dtype == evloader::TensorDtype::float32 && !info.store_as_uint8 && !raw.empty())

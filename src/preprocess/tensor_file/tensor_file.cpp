@@ -856,6 +856,19 @@ TensorFileReader::TensorFileReader(const std::filesystem::path& path) : impl_(st
       m.deflate = filters_ok;
     }
     m.direct_chunks = chunk_ok && filters_ok && little && native_layout;
+    if (m.direct_chunks) {
+      // Frames are then read chunk by chunk (H5Dread_chunk), never-written ones through H5Dread, which
+      // returns their fill values. With a chunk cache libhdf5 (1.10) keeps such a fill chunk, and for it
+      // H5Dget_chunk_storage_size reports the chunk's size, so a later read of the same frame took the
+      // H5Dread_chunk path and failed ("chunk address isn't defined"). Without a cache only the chunk index
+      // answers; nothing is lost, since direct reads bypass the cache anyway.
+      Hid dapl(H5Pcreate(H5P_DATASET_ACCESS), H5Pclose);
+      if (!dapl.valid() || H5Pset_chunk_cache(dapl.get(), 0, 0, H5D_CHUNK_CACHE_W0_DEFAULT) < 0)
+        hdf5_io_error(path, "cannot set up the access to dataset 'data'");
+      m.data.reset();  // an already open dataset would keep its cache
+      m.data = Hid(H5Dopen2(m.file.get(), "data", dapl.get()), H5Dclose);
+      if (!m.data.valid()) hdf5_format_error(path, "cannot open dataset 'data'");
+    }
 
     attrs = read_all_attrs(m.data.get());
 
@@ -878,14 +891,20 @@ TensorFileReader::TensorFileReader(const std::filesystem::path& path) : impl_(st
                        std::to_string(dims[0]) + " frames");
       // Only the frames' entries are read, and only as many as the file can really hold: an extent
       // declared without storage (HDF5 returns fill values for it) must not make us allocate gigabytes.
-      // (The file's size, not H5Dget_storage_size(), which walks a chunk index as long as a file likes.)
+      // Bounded by the file's size first (cheap), then by the dataset's stored bytes (compressed only when
+      // it has filters): a small file that declares a huge deflated extent but stores no chunk of it was
+      // allowed 1100x its size. H5Dget_storage_size walks the chunk index, whose size the file bounds.
       std::error_code size_ec;
       const std::uintmax_t file_size = std::filesystem::file_size(path, size_ec);
-      if (static_cast<long double>(dims[0]) * sizeof(Timestamp) >
-          static_cast<long double>(size_ec ? 0 : file_size) * kMaxCompressionRatio + kStorageSlackBytes)
+      Hid ts_dcpl(H5Dget_create_plist(ts.get()), H5Pclose);
+      const long double ratio = H5Pget_nfilters(ts_dcpl.get()) == 0 ? 1 : kMaxCompressionRatio;
+      const long double needed = static_cast<long double>(dims[0]) * sizeof(Timestamp);
+      const hsize_t stored = H5Dget_storage_size(ts.get());
+      if (needed > static_cast<long double>(size_ec ? 0 : file_size) * ratio + kStorageSlackBytes ||
+          needed > static_cast<long double>(stored) * ratio + kStorageSlackBytes)
         m.format_error("'last_timestamps' of " + std::to_string(dims[0]) +
                        " frames: more timestamps than a file of " + std::to_string(file_size) +
-                       " bytes can hold");
+                       " bytes can hold (it stores " + std::to_string(stored) + " bytes of them)");
       m.last_ts.resize(static_cast<std::size_t>(dims[0]));
       if (dims[0] > 0) {
         const hsize_t start[1] = {0}, count[1] = {dims[0]};

@@ -683,6 +683,67 @@ TEST(TensorFile, ShortUnfilteredChunksAreFormatErrors) {
                                    "'last_timestamps': the chunk at (0) stores 12 bytes for a chunk of 32");
 }
 
+// Found by fuzzing: reading a never-written frame (fill values through H5Dread) left a fill chunk in
+// libhdf5's chunk cache; H5Dget_chunk_storage_size then reported a size for it, and the next read of that
+// frame went to H5Dread_chunk, which threw "chunk address isn't defined". Repeated reads must agree.
+TEST(TensorFile, NeverWrittenFrameReadsAsZerosEveryTime) {
+  const auto path = temp_file("unwritten_frame.h5");
+  write_declared(path, 3, 2, 3, 4, [](hid_t, hid_t data) {
+    put_u32(data, "delta_t", 1000);
+    const std::vector<float> ones(24, 1.f);
+    for (hsize_t f = 0; f < 2; ++f) {  // frames 0 and 1 written, frame 2 never
+      const hsize_t offset[4] = {f, 0, 0, 0};
+      ASSERT_GE(H5Dwrite_chunk(data, H5P_DEFAULT, 0, offset, ones.size() * sizeof(float), ones.data()), 0);
+    }
+  });
+  TensorFileReader r(path);
+  std::vector<std::byte> raw(3 * 24 * sizeof(float));
+  std::vector<float> expected(3 * 24, 1.f);
+  std::fill(expected.begin() + 48, expected.end(), 0.f);
+  for (int k = 0; k < 3; ++k) {
+    r.read_raw(0, 3, raw);
+    std::vector<float> frames(3 * 24, -1.f);
+    r.read_frames(0, 3, 0, 0, frames);
+    EXPECT_EQ(frames, expected);
+    EXPECT_EQ(std::memcmp(frames.data(), raw.data(), raw.size()), 0);
+    std::vector<float> small(3 * 2 * 1 * 2, -1.f);  // downscaled: through the conversion buffer
+    r.read_frames(0, 3, 1, 2, small);
+    EXPECT_EQ(small[small.size() - 1], 0.f);
+    EXPECT_EQ(small[0], 1.f);
+  }
+}
+
+// Found by fuzzing: a 129 KB file declaring 16M frames and a deflated 'last_timestamps' without one stored
+// chunk passed the file-size bound (1100x the file for compressed data) and made the reader allocate
+// 128 MiB of timestamps. The bound is now also the dataset's stored bytes (times 1 when unfiltered).
+TEST(TensorFile, LastTimestampsBeyondTheirStoredBytesAreFormatErrors) {
+  const auto path = temp_file("deflated_stamps.h5");
+  auto stamps = [](hsize_t n, bool deflate, bool written) {
+    return [=](hid_t file, hid_t data) {
+      put_vlen_string(data, "mode", "n_events");
+      const hsize_t dims[1] = {n}, chunk[1] = {1024};
+      H5Id space{H5Screate_simple(1, dims, nullptr), H5Sclose};
+      H5Id dcpl{H5Pcreate(H5P_DATASET_CREATE), H5Pclose};
+      H5Pset_chunk(dcpl.id, 1, chunk);
+      if (deflate) H5Pset_deflate(dcpl.id, 6);
+      H5Id ts{H5Dcreate2(file, "last_timestamps", H5T_STD_I64LE, space.id, H5P_DEFAULT, dcpl.id, H5P_DEFAULT),
+              H5Dclose};
+      if (written) {
+        std::vector<std::int64_t> v(n);
+        for (hsize_t i = 0; i < n; ++i) v[i] = static_cast<std::int64_t>(i + 1);
+        H5Dwrite(ts.id, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data());
+      }
+    };
+  };
+  const hsize_t frames = hsize_t{1} << 18;  // 2 MiB of timestamps: above the 1 MiB slack
+  write_declared(path, frames, 1, 1, 1, stamps(frames, true, false));
+  expect_error_naming<FormatError>(path, "it stores 0 bytes of them");
+  write_declared(path, frames, 1, 1, 1, stamps(frames, true, true));  // stored deflated: read
+  TensorFileReader r(path);
+  ASSERT_EQ(r.last_timestamps().size(), frames);
+  EXPECT_EQ(r.last_timestamps().back(), static_cast<Timestamp>(frames));
+}
+
 TEST(TensorFile, NegativeNEventsIsAFormatError) {
   const auto path = temp_file("negative_n_events.h5");
   write_declared(path, 1, 1, 2, 2, [](hid_t, hid_t data) {
