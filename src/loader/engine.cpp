@@ -7,7 +7,7 @@
 
 namespace evloader {
 
-std::unique_ptr<float[]> BufferPool::acquire() {
+BufferPool::Buffer BufferPool::acquire() {
   {
     std::lock_guard lock(mutex_);
     if (!free_.empty()) {
@@ -17,10 +17,12 @@ std::unique_ptr<float[]> BufferPool::acquire() {
     }
     ++allocated_;
   }
-  return std::unique_ptr<float[]>(new float[elements_]);  // default-init: fillers write every element
+  // Uninitialised: fillers write every element.
+  const std::size_t bytes = elements_ * sizeof(float);
+  return Buffer(static_cast<float*>(detail::allocate_bytes(bytes)), detail::BlockDeleter{bytes});
 }
 
-void BufferPool::release(std::unique_ptr<float[]> buffer) noexcept {
+void BufferPool::release(Buffer buffer) noexcept {
   if (!buffer) return;
   std::lock_guard lock(mutex_);
   free_.push_back(std::move(buffer));

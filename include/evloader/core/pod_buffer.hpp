@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -23,28 +24,62 @@ namespace evloader {
 
 namespace detail {
 
-struct FreeDeleter {
-  void operator()(void* p) const noexcept { std::free(p); }
-};
+/// Blocks of this size and more are mapped straight from the kernel and unmapped when freed. glibc keeps
+/// freed large blocks in its heaps (and raises its mmap threshold after each such free), so loaders that
+/// reallocate their buffers every epoch would see resident memory drift by tens of MiB (docs/robustness.md).
+inline constexpr std::size_t kMappedBlock = std::size_t{1} << 20;
+inline constexpr std::size_t kHugePage = std::size_t{2} << 20;
 
-/// Uninitialised memory for `bytes`. Large blocks are 2 MiB-aligned and asked for transparent huge pages
-/// (as numpy does): on these machines the page faults of the first write to fresh memory cost more than
-/// decoding into it, and huge pages cut them 512-fold.
+inline std::size_t mapped_bytes(std::size_t bytes) noexcept {
+  const std::size_t unit = bytes >= 2 * kHugePage ? kHugePage : 4096;
+  return (bytes + unit - 1) / unit * unit;
+}
+
+/// Uninitialised memory for `bytes` (release it with release_bytes and the same size). Large blocks are
+/// 2 MiB-aligned and asked for transparent huge pages (as numpy does): on these machines the page faults of
+/// the first write to fresh memory cost more than decoding into it, and huge pages cut them 512-fold.
 inline void* allocate_bytes(std::size_t bytes) {
-  constexpr std::size_t kHugePage = std::size_t{2} << 20;
-  void* p = nullptr;
-  if (bytes >= 2 * kHugePage) {
-    const std::size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
-    p = std::aligned_alloc(kHugePage, rounded);
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    if (p) ::madvise(p, rounded, MADV_HUGEPAGE);
+#if defined(__linux__)
+  if (bytes >= kMappedBlock) {
+    const std::size_t size = mapped_bytes(bytes);
+    const bool huge = bytes >= 2 * kHugePage;
+    const std::size_t asked = huge ? size + kHugePage : size;  // room to align the start to a huge page
+    void* raw = ::mmap(nullptr, asked, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) throw std::bad_alloc();
+    if (!huge) return raw;
+    auto* base = static_cast<char*>(raw);
+    const auto addr = reinterpret_cast<std::uintptr_t>(base);
+    char* start = base + ((kHugePage - addr % kHugePage) % kHugePage);
+    if (start > base) ::munmap(base, static_cast<std::size_t>(start - base));
+    char* tail = start + size;
+    if (base + asked > tail) ::munmap(tail, static_cast<std::size_t>(base + asked - tail));
+#if defined(MADV_HUGEPAGE)
+    ::madvise(start, size, MADV_HUGEPAGE);
 #endif
-  } else {
-    p = std::malloc(bytes ? bytes : 1);
+    return start;
   }
+#endif
+  void* p = std::malloc(bytes ? bytes : 1);
   if (!p) throw std::bad_alloc();
   return p;
 }
+
+inline void release_bytes(void* p, std::size_t bytes) noexcept {
+  if (!p) return;
+#if defined(__linux__)
+  if (bytes >= kMappedBlock) {
+    ::munmap(p, mapped_bytes(bytes));
+    return;
+  }
+#endif
+  std::free(p);
+}
+
+/// Deleter of allocate_bytes blocks: remembers the size the block was allocated with.
+struct BlockDeleter {
+  std::size_t bytes = 0;
+  void operator()(void* p) const noexcept { release_bytes(p, bytes); }
+};
 
 }  // namespace detail
 
@@ -85,7 +120,8 @@ class PodBuffer {
     if (n > std::numeric_limits<std::size_t>::max() / sizeof(T)) throw std::bad_alloc();
     std::size_t grown = std::max(n, capacity_ + capacity_ / 2);
     if (grown > std::numeric_limits<std::size_t>::max() / sizeof(T)) grown = n;
-    std::unique_ptr<T, detail::FreeDeleter> fresh(static_cast<T*>(detail::allocate_bytes(grown * sizeof(T))));
+    std::unique_ptr<T, detail::BlockDeleter> fresh(static_cast<T*>(detail::allocate_bytes(grown * sizeof(T))),
+                                                   detail::BlockDeleter{grown * sizeof(T)});
     if (size_ != 0) std::memcpy(fresh.get(), data_.get(), size_ * sizeof(T));
     data_ = std::move(fresh);
     capacity_ = grown;
@@ -126,7 +162,7 @@ class PodBuffer {
   void truncate(std::size_t n) noexcept { size_ = std::min(n, size_); }
 
  private:
-  std::unique_ptr<T, detail::FreeDeleter> data_;  // never zero-filled: only written records are read
+  std::unique_ptr<T, detail::BlockDeleter> data_;  // never zero-filled: only written records are read
   std::size_t size_ = 0;
   std::size_t capacity_ = 0;
 };

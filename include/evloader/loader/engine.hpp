@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "evloader/core/pod_buffer.hpp"
 #include "evloader/loader/schedule.hpp"
 
 namespace evloader {
@@ -41,15 +42,18 @@ struct BatchShape {
 /// still held by Python after the engine is gone frees its buffer safely.
 class BufferPool {
  public:
+  /// A batch buffer: mapped straight from the kernel (detail::allocate_bytes), so a pool that goes away
+  /// with its engine (a new epoch order) gives its memory back instead of leaving it in malloc's heaps.
+  using Buffer = std::unique_ptr<float[], detail::BlockDeleter>;
   explicit BufferPool(std::size_t elements) : elements_(elements) {}
-  [[nodiscard]] std::unique_ptr<float[]> acquire();
-  void release(std::unique_ptr<float[]> buffer) noexcept;
+  [[nodiscard]] Buffer acquire();
+  void release(Buffer buffer) noexcept;
   [[nodiscard]] std::size_t allocated() const noexcept;  ///< buffers created so far (bounded by the prefetch)
 
  private:
   std::size_t elements_;
   mutable std::mutex mutex_;
-  std::vector<std::unique_ptr<float[]>> free_;
+  std::vector<Buffer> free_;
   std::size_t allocated_ = 0;
 };
 
@@ -77,7 +81,7 @@ class Batch {
   std::size_t index_;
   BatchShape shape_;
   std::shared_ptr<BufferPool> pool_;
-  std::unique_ptr<float[]> data_;
+  BufferPool::Buffer data_;
 };
 
 /// Fills the slots of batches. Called from worker threads, but never twice at once for the same slot, and
