@@ -101,10 +101,24 @@ bool EventReader::fill() {
     pending_.clear();
     pending_pos_ = 0;
     const std::size_t trig_from = triggers_.size();
-    if (!decode_next_block(pending_, triggers_)) source_done_ = true;
+    if (!decode_next_block(pending_, triggers_)) {
+      source_done_ = true;
+      raise_if_cut();
+    }
     apply_shift(0, trig_from);
   }
   return true;
+}
+
+void EventReader::raise_if_cut() const {
+  if (options_.on_violation != OnViolation::raise) return;
+  const std::uint64_t cut = stats().truncated_bytes;
+  if (cut == 0) return;
+  std::error_code ec;
+  const std::uint64_t size = std::filesystem::file_size(path_, ec);
+  const std::int64_t at = ec ? -1 : static_cast<std::int64_t>(size - std::min(size, cut));
+  throw_format_error(path_, at, "the file ends inside an event word or record (" + std::to_string(cut) +
+                                    " trailing bytes; on_violation='skip' drops them)");
 }
 
 void EventReader::take_pending(std::size_t n, EventBuffer& out) {
@@ -330,7 +344,10 @@ void EventReader::build_index(const ProgressCallback& progress) {
     s.trigger_count += triggers.size();
     if (progress && (++blocks % 16 == 0 || !more))
       progress(std::min(source_position().byte_offset, total), total);
-    if (!more) break;
+    if (!more) {
+      raise_if_cut();
+      break;
+    }
   }
   s.max_t = s.event_count ? max_t : 0;
   s.stats = difference(stats(), before);

@@ -248,9 +248,6 @@ def test_dat_partial_last_record_is_counted(tmp_path):
     assert reader.stats().truncated_bytes == 5 and reader.stats().violations == 5
 
 
-@pytest.mark.xfail(reason="BUG (src/io readers): a RAW or DAT file cut inside its last word counts "
-                          "truncated_bytes (a violation) but on_violation='raise' does not raise, unlike every "
-                          "other violation and unlike the AEDAT4 reader", strict=False)
 @pytest.mark.parametrize("kind", ["evt2", "evt21", "evt3", "dat"])
 def test_file_cut_mid_word_raises_under_the_raise_policy(tmp_path, kind):
     path = tmp_path / ("cut_td.dat" if kind == "dat" else f"cut_{kind}.raw")

@@ -9,7 +9,10 @@ DOC = ROOT / "docs" / "robustness.md"
 
 
 def _rows():
-    return [line for line in DOC.read_text().splitlines() if re.match(r"\|\s*\d+\s*\|", line)]
+    """The numbered rows of the catalogue section (the later sections have numbered tables of their own)."""
+    text = DOC.read_text()
+    catalogue = text[text.index("## Catalogue"):text.index("## Fuzzing")]
+    return [line for line in catalogue.splitlines() if re.match(r"\|\s*\d+\s*\|", line)]
 
 
 def test_the_catalogue_has_at_least_30_rows_each_naming_a_test():

@@ -146,6 +146,9 @@ class EventReader {
 
  private:
   bool fill();  // decode until at least one pending event or the end
+  // At the end of the data: with OnViolation::raise, a file cut inside its last word or record is a
+  // FormatError like any other violation (with skip it is only counted in truncated_bytes).
+  void raise_if_cut() const;
   [[nodiscard]] std::uint64_t pending_left() const noexcept { return pending_.size() - pending_pos_; }
   void take_pending(std::size_t n, EventBuffer& out);
   void ensure_index();
