@@ -2,6 +2,8 @@
 #include "evloader/loader/engine.hpp"
 
 #include <algorithm>
+#include <limits>
+#include <string>
 
 #include "evloader/core/error.hpp"
 
@@ -48,6 +50,19 @@ Engine::Engine(std::shared_ptr<const Schedule> schedule, const BatchShape& shape
   if (options_.prefetch < 1) throw ConfigError("prefetch must be >= 1");
   if (shape_.batch_size != schedule_->batch_size() && schedule_->num_batches() > 0)
     throw ConfigError("the batch shape and the schedule disagree on the batch size");
+  // A size taken from a hostile header must not wrap BatchShape::elements() into a small buffer that the
+  // fillers then overrun: refuse what cannot be counted in bytes (what merely does not fit in memory is a
+  // std::bad_alloc at next()).
+  std::size_t elements = 1;
+  const std::string dims = std::to_string(shape_.num_tbins) + " x " + std::to_string(shape_.batch_size) +
+                           " x " + std::to_string(shape_.channels) + " x " + std::to_string(shape_.height) +
+                           " x " + std::to_string(shape_.width);
+  for (int d : {shape_.num_tbins, shape_.batch_size, shape_.channels, shape_.height, shape_.width}) {
+    if (d < 0) throw ConfigError("a batch of " + dims + " values: dimensions must be >= 0");
+    if (__builtin_mul_overflow(elements, static_cast<std::size_t>(d), &elements) ||
+        elements > std::numeric_limits<std::size_t>::max() / sizeof(float))
+      throw ConfigError("a batch of " + dims + " float32 values is too large to be addressed");
+  }
   pool_ = std::make_shared<BufferPool>(shape_.elements());
   // Not started: next() returns nullptr until start() (it would otherwise wait for workers that do not
   // exist).

@@ -606,6 +606,39 @@ TEST(EngineStress, StopFromOtherThreadsWhileNextWaitsOrFills) {
   }
 }
 
+TEST(EngineStress, ShapesTooLargeToAddressAreRefused) {
+  const Reference& ref = reference(0);
+  const int n = ref.schedule->batch_size();
+  // 2 x (2^31-1)^2 floats per frame: the element count wraps size_t (and would give a small buffer).
+  for (const BatchShape& shape :
+       {BatchShape{kT, n, 2, 2147483647, 2147483647}, BatchShape{kT, n, 1, 2147483647, 2147483647},
+        BatchShape{kT, n, -1, kH, kW}}) {
+    EXPECT_THROW(Engine(ref.schedule, shape, std::make_shared<GatedFiller>(), {2, 2}), ConfigError);
+  }
+}
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kSanitizedAllocator = true;  // their operator new aborts rather than throw std::bad_alloc
+#else
+constexpr bool kSanitizedAllocator = false;
+#endif
+
+TEST(EngineStress, ABatchThatCannotBeAllocatedIsAnErrorAtNext) {
+  if (kSanitizedAllocator) GTEST_SKIP() << "ASan and TSan abort on a failed operator new";
+  const Reference& ref = reference(0);
+  // 3 x 2^48 bytes: more than the 47-bit address space, so the allocation fails even with overcommit.
+  const BatchShape huge{kT, ref.schedule->batch_size(), 1, 1 << 22, 1 << 22};
+  for (int workers : kWorkers) {
+    SCOPED_TRACE(testing::Message() << workers << " workers");
+    Engine engine(ref.schedule, huge, std::make_shared<GatedFiller>(), {workers, 2});
+    for (int epoch = 0; epoch < 2; ++epoch) {  // on a worker thread this used to terminate the process
+      engine.start();
+      EXPECT_THROW((void)engine.next(), std::bad_alloc);
+      EXPECT_EQ(engine.next(), nullptr);
+    }
+  }
+}
+
 // --- The streaming loader's filler on the same event files -------------------------------------------------
 
 struct StreamSetup {
