@@ -25,6 +25,7 @@ DEFAULT_TESTS=(
   test_bad_inputs.py
   test_hdf5_events.py
   test_scheduler.py
+  test_faults.py
 )
 
 # 1. The sanitized extension. RelWithDebInfo: ASan's checks do not need -O0, and the tests stay fast enough.
