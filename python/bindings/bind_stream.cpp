@@ -205,11 +205,7 @@ class StreamEngine {
   /// (inputs [T, N, C, H, W] torch tensor, batch index, frame_is_labeled [T*N] bytes, labels per slot, items
   /// per slot) or None at the end of the epoch.
   nb::object next() {
-    std::shared_ptr<Batch> batch;
-    {
-      nb::gil_scoped_release unlocked;
-      batch = engine_->next();
-    }
+    std::shared_ptr<Batch> batch = next_batch_interruptible(*engine_);
     if (!batch) return nb::none();
     nb::object inputs = batch_to_torch(batch);
     nb::list labels = batch_labels(*batch), items;

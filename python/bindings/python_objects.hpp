@@ -19,6 +19,21 @@ namespace evloader::python {
 namespace nb = nanobind;
 
 /// Python objects kept in C++ (labels) must be released with the GIL held, whichever thread drops them.
+/// engine.next() without the GIL, checking for signals every 100 ms while the batch is not ready: Ctrl-C
+/// interrupts a training loop waiting for a slow batch instead of waiting for it (the caller's finally
+/// stops the workers).
+inline std::shared_ptr<Batch> next_batch_interruptible(Engine& engine) {
+  while (true) {
+    bool ready;
+    {
+      nb::gil_scoped_release unlocked;
+      ready = engine.wait_ready(std::chrono::milliseconds(100));
+      if (ready) return engine.next();
+    }
+    if (PyErr_CheckSignals() != 0) throw nb::python_error();
+  }
+}
+
 inline std::shared_ptr<void> keep_python_object(nb::object obj) {
   return std::shared_ptr<void>(new nb::object(std::move(obj)), [](void* p) {
     nb::gil_scoped_acquire locked;

@@ -187,6 +187,16 @@ void Engine::produce_synchronously(std::size_t b) {
   }
 }
 
+bool Engine::wait_ready(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  if (options_.num_workers == 0) return true;
+  return wake_consumer_.wait_for(lock, timeout, [&] {
+    if (stopping_ || consumed_ >= schedule_->num_batches()) return true;
+    auto it = in_flight_.find(consumed_);
+    return it != in_flight_.end() && it->second.pending == 0;
+  });
+}
+
 std::shared_ptr<Batch> Engine::next() {
   const std::size_t total = schedule_->num_batches();
   std::unique_lock lock(mutex_);

@@ -7,6 +7,7 @@
 // every slot reads its recording sequentially; different slots and batches proceed in parallel.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -115,6 +116,10 @@ class Engine {
   /// The next batch in order, or nullptr at the end of the epoch. Rethrows a worker's exception (with the
   /// recording and time in its message) when the consumer reaches the batch that failed.
   [[nodiscard]] std::shared_ptr<Batch> next();
+  /// Waits up to `timeout` until next() would return without waiting for the workers (the batch is ready,
+  /// the epoch is over or stopped, or there are no workers). Lets a caller check for signals (Ctrl-C)
+  /// between waits instead of blocking until a slow batch is done.
+  [[nodiscard]] bool wait_ready(std::chrono::milliseconds timeout);
   /// Stop the workers and drop batches not yet delivered. Idempotent; the engine can start() again.
   void stop() noexcept;
 
