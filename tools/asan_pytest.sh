@@ -115,7 +115,9 @@ for a in "$@"; do
 done
 if [ "$paths" = 0 ]; then
   [ "${#args[@]}" -gt 0 ] || args=(-q)
-  for t in "${DEFAULT_TESTS[@]}"; do args+=("$ROOT/tests/python/$t"); done
+  for t in "${DEFAULT_TESTS[@]}"; do
+    if [ -f "$ROOT/tests/python/$t" ]; then args+=("$ROOT/tests/python/$t"); fi
+  done
 fi
 set -- "${args[@]}"
 
