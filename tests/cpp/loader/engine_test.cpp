@@ -5,6 +5,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <random>
 #include <stdexcept>
 #include <thread>
@@ -163,6 +165,51 @@ TEST(Engine, DestroyedMidEpochAndBatchesOutliveIt) {
     ASSERT_NE(kept, nullptr);
     EXPECT_EQ(kept->index(), 0u);
   }
+}
+
+// A filler that blocks until released: wait_ready() must time out while the batch is being filled, then report
+// it ready, and report a stopped or finished epoch as ready (next() then returns at once).
+class GateFiller : public ItemFiller {
+ public:
+  void fill(const ScheduleItem&, int, Batch&) override {
+    std::unique_lock lock(mutex_);
+    opened_.wait(lock, [&] { return open_; });
+  }
+  void open() {
+    {
+      std::lock_guard lock(mutex_);
+      open_ = true;
+    }
+    opened_.notify_all();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable opened_;
+  bool open_ = false;
+};
+
+TEST(Engine, WaitReadyTimesOutWhileTheBatchIsFilledAndReportsItReady) {
+  auto schedule = make_schedule();
+  auto filler = std::make_shared<GateFiller>();
+  Engine engine(schedule, shape_for(*schedule), filler, {2, 2});
+  engine.start();
+  EXPECT_FALSE(engine.wait_ready(std::chrono::milliseconds(20)));
+  filler->open();
+  EXPECT_TRUE(engine.wait_ready(std::chrono::seconds(10)));
+  std::size_t n = 0;
+  while (engine.next()) ++n;
+  EXPECT_EQ(n, schedule->num_batches());
+  EXPECT_TRUE(engine.wait_ready(std::chrono::milliseconds(0)));  // epoch over: next() would not wait
+
+  auto gate = std::make_shared<GateFiller>();
+  Engine stopped(schedule, shape_for(*schedule), gate, {1, 1});
+  stopped.start();
+  EXPECT_FALSE(stopped.wait_ready(std::chrono::milliseconds(10)));
+  gate->open();  // let the worker finish its item so that stop() can join it
+  stopped.stop();
+  EXPECT_TRUE(stopped.wait_ready(std::chrono::milliseconds(0)));
+  EXPECT_EQ(stopped.next(), nullptr);
 }
 
 }  // namespace
