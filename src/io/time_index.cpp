@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
+#include <thread>
 #include <system_error>
 
 namespace evloader {
@@ -154,7 +156,9 @@ bool save_index(const std::filesystem::path& index_path, const IndexKey& key,
     std::error_code ec;
     std::filesystem::create_directories(index_path.parent_path(), ec);
     auto tmp = index_path;
-    tmp += ".tmp" + std::to_string(::getpid());
+    // Unique per process and thread: two readers of one recording (loader slots) may save its index at once.
+    tmp += ".tmp" + std::to_string(::getpid()) + "-" +
+           std::to_string(std::hash<std::thread::id>{}(std::this_thread::get_id()));
     {
       std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
       if (!out) return false;

@@ -113,14 +113,17 @@ class Engine {
 
   /// Start producing from batch `first` (stops a running epoch first).
   void start(std::size_t first = 0);
-  /// The next batch in order, or nullptr at the end of the epoch. Rethrows a worker's exception (with the
-  /// recording and time in its message) when the consumer reaches the batch that failed.
+  /// The next batch in order, or nullptr at the end of the epoch, after stop(), after an error and before
+  /// start() (with or without workers). Rethrows a worker's exception (with the recording and time in its
+  /// message) when the consumer reaches the batch that failed; a batch that cannot be allocated is a
+  /// std::bad_alloc there too.
   [[nodiscard]] std::shared_ptr<Batch> next();
   /// Waits up to `timeout` until next() would return without waiting for the workers (the batch is ready,
   /// the epoch is over or stopped, or there are no workers). Lets a caller check for signals (Ctrl-C)
   /// between waits instead of blocking until a slow batch is done.
   [[nodiscard]] bool wait_ready(std::chrono::milliseconds timeout);
-  /// Stop the workers and drop batches not yet delivered. Idempotent; the engine can start() again.
+  /// Stop the workers and drop batches not yet delivered. Idempotent, safe from another thread than the
+  /// consumer's; the engine can start() again. (The constructor refuses shapes whose size overflows.)
   void stop() noexcept;
 
   [[nodiscard]] std::size_t num_batches() const noexcept { return schedule_->num_batches(); }
