@@ -90,7 +90,8 @@ void EventReader::finish_open() {
 void EventReader::apply_shift(std::size_t cd_from, std::size_t trig_from) {
   if (shift_ == 0) return;
   // Saturating: the shift comes from the file (an HDF5 attribute may hold anything) and so do the times.
-  for (std::size_t i = cd_from; i < pending_.size(); ++i) pending_[i].t = sub_saturating(pending_[i].t, shift_);
+  for (std::size_t i = cd_from; i < pending_.size(); ++i)
+    pending_[i].t = sub_saturating(pending_[i].t, shift_);
   for (std::size_t i = trig_from; i < triggers_.size(); ++i)
     triggers_[i].t = sub_saturating(triggers_[i].t, shift_);
 }
@@ -117,8 +118,9 @@ void EventReader::raise_if_cut() const {
   std::error_code ec;
   const std::uint64_t size = std::filesystem::file_size(path_, ec);
   const std::int64_t at = ec ? -1 : static_cast<std::int64_t>(size - std::min(size, cut));
-  throw_format_error(path_, at, "the file ends inside an event word or record (" + std::to_string(cut) +
-                                    " trailing bytes; on_violation='skip' drops them)");
+  throw_format_error(path_, at,
+                     "the file ends inside an event word or record (" + std::to_string(cut) +
+                         " trailing bytes; on_violation='skip' drops them)");
 }
 
 void EventReader::take_pending(std::size_t n, EventBuffer& out) {

@@ -8,8 +8,8 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
-#include <thread>
 #include <system_error>
+#include <thread>
 
 namespace evloader {
 

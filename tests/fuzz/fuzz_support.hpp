@@ -7,6 +7,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -17,7 +18,31 @@
 #include <string>
 #include <type_traits>
 
+// The largest single allocation while one input runs, seen through the sanitizer allocator's hooks
+// (ASan builds, g++ and clang; declared weak, so other builds skip the check): a hostile header must not
+// make a reader allocate in proportion to what it claims rather than to what the file holds.
+extern "C" int __sanitizer_install_malloc_and_free_hooks(void (*)(const volatile void*, std::size_t),
+                                                         void (*)(const volatile void*))
+    __attribute__((weak));
+
 namespace evloader::fuzz {
+
+/// Reset before the code under test runs, read after it (see allocation_hooks()).
+inline std::atomic<std::size_t> largest_allocation{0};
+
+inline void on_malloc(const volatile void*, std::size_t size) {
+  std::size_t seen = largest_allocation.load(std::memory_order_relaxed);
+  while (size > seen && !largest_allocation.compare_exchange_weak(seen, size, std::memory_order_relaxed)) {
+  }
+}
+inline void on_free(const volatile void*) {}
+
+/// True when the hooks are installed (once per process): only then is largest_allocation meaningful.
+inline bool allocation_hooks() {
+  static const bool installed = __sanitizer_install_malloc_and_free_hooks != nullptr &&
+                                __sanitizer_install_malloc_and_free_hooks(&on_malloc, &on_free) != 0;
+  return installed;
+}
 
 /// Takes values from the front of the input and leaves the rest as payload. Running out yields zeros, so
 /// every input is valid.
@@ -64,8 +89,7 @@ class FuzzInput {
 class TempFile {
  public:
   explicit TempFile(std::span<const std::uint8_t> bytes, const std::string& suffix) {
-    path_ = std::filesystem::temp_directory_path() /
-            ("evloader_fuzz_" + std::to_string(::getpid()) + suffix);
+    path_ = std::filesystem::temp_directory_path() / ("evloader_fuzz_" + std::to_string(::getpid()) + suffix);
     std::ofstream out(path_, std::ios::binary | std::ios::trunc);
     out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
   }

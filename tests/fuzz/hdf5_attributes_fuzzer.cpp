@@ -49,32 +49,8 @@
 #include "fuzz_support.hpp"
 #include "preprocess/tensor_file/hdf5_lock.hpp"
 
-// The largest single allocation while one input runs, seen through the sanitizer allocator's hooks
-// (ASan builds, g++ and clang; declared weak, so other builds skip the check): a hostile header must not
-// make the reader allocate in proportion to what it claims rather than to what the file holds.
-extern "C" int __sanitizer_install_malloc_and_free_hooks(void (*)(const volatile void*, std::size_t),
-                                                         void (*)(const volatile void*))
-    __attribute__((weak));
-
-namespace {
-
-std::atomic<std::size_t> largest_allocation{0};
-
-void on_malloc(const volatile void*, std::size_t size) {
-  std::size_t seen = largest_allocation.load(std::memory_order_relaxed);
-  while (size > seen && !largest_allocation.compare_exchange_weak(seen, size, std::memory_order_relaxed)) {
-  }
-}
-void on_free(const volatile void*) {}
-
-// True when the hooks are installed (once per process).
-bool allocation_hooks() {
-  static const bool installed = __sanitizer_install_malloc_and_free_hooks != nullptr &&
-                                __sanitizer_install_malloc_and_free_hooks(&on_malloc, &on_free) != 0;
-  return installed;
-}
-
-}  // namespace
+using evloader::fuzz::allocation_hooks;
+using evloader::fuzz::largest_allocation;
 
 namespace {
 

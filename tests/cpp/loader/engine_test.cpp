@@ -167,8 +167,8 @@ TEST(Engine, DestroyedMidEpochAndBatchesOutliveIt) {
   }
 }
 
-// A filler that blocks until released: wait_ready() must time out while the batch is being filled, then report
-// it ready, and report a stopped or finished epoch as ready (next() then returns at once).
+// A filler that blocks until released: wait_ready() must time out while the batch is being filled, then
+// report it ready, and report a stopped or finished epoch as ready (next() then returns at once).
 class GateFiller : public ItemFiller {
  public:
   void fill(const ScheduleItem&, int, Batch&) override {
